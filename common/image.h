@@ -25,7 +25,9 @@ typedef struct {
  * enough that a forged header cannot ask for gigabytes. */
 #define MFR_PIXEL_CAP ((size_t)1 << 26)
 
-/* Allocates px for a w x h x c image (contents undefined). */
+/* Allocates px for a w x h x c image (contents undefined). c may be 1..4
+ * (4 for callers that keep an alpha plane; the codecs take 1 or 3). On
+ * failure *im is zeroed. */
 int mfr_image_alloc(mfr_image *im, int w, int h, int c, mfr_error *e);
 /* Frees px and zeroes the struct; safe on a zeroed image. */
 void mfr_image_free(mfr_image *im);
@@ -44,13 +46,16 @@ int mfr_jpeg_info(mfr_jpeg *j, const uint8_t *p, size_t n, int *w, int *h, int *
 
 /* Decodes a JPEG into *out with `channels` (1 or 3, 0 = as stored: 1 for
  * greyscale, else 3). Refuses images over pixel_cap pixels before allocating.
- * Warnings (e.g. a truncated scan) are errors: a damaged face is not data.
+ * Warnings (e.g. a truncated scan) are errors: a damaged face is not data;
+ * so are progressive files with an abusive number of scans. CMYK/YCCK files
+ * are converted taking the inks as stored inverted (Adobe, as Pillow does).
  * *out must be zeroed or freed; on failure it is left zeroed. */
 int mfr_jpeg_decode(mfr_jpeg *j, const uint8_t *p, size_t n, int channels, size_t pixel_cap,
 		    mfr_image *out, mfr_error *e);
 
 /* Encodes im (c = 1 or 3) at quality 1..100 with 4:2:0 subsampling for colour
- * (4:4:4 when quality >= 96). *out is malloc'd; the caller frees it. */
+ * (4:4:4 when quality >= 96). *out is malloc'd; the caller frees it. On
+ * failure *out is NULL and *n 0. */
 int mfr_jpeg_encode(mfr_jpeg *j, const mfr_image *im, int quality, uint8_t **out, size_t *n,
 		    mfr_error *e);
 
@@ -71,8 +76,10 @@ extern const float mfr_arcface_template[10];
 /* Least-squares similarity transform (rotation, uniform scale, translation)
  * taking the n points src to dst (x y pairs), Umeyama's method; a reflection
  * is never returned (the sign of the smallest singular direction is flipped,
- * as Umeyama prescribes). M is row-major 2x3: x' = M[0]x + M[1]y + M[2],
- * y' = M[3]x + M[4]y + M[5]. Fails on degenerate input (all points equal). */
+ * as Umeyama prescribes; in 2-D this has a closed form, see image.c). Equals
+ * skimage's SimilarityTransform.estimate. M is row-major 2x3:
+ * x' = M[0]x + M[1]y + M[2], y' = M[3]x + M[4]y + M[5]. Fails on n < 2,
+ * non-finite points, or degenerate input (all src or all dst points equal). */
 int mfr_similarity(const float *src, const float *dst, int n, float M[6], mfr_error *e);
 
 /* Inverts a 2x3 affine map. Returns -1 when singular. */
@@ -80,7 +87,12 @@ int mfr_affine_invert(const float M[6], float inv[6]);
 
 /* dst (already allocated, same c as src) = src warped by M (src -> dst
  * coordinates), bilinear, pixels from outside src are `border` (0 = black,
- * as cv2.warpAffine). Pixel centres at integer coordinates (OpenCV's). */
+ * as cv2.warpAffine); each of the four taps is tested, so edge pixels blend
+ * with the border as OpenCV's do. Pixel centres at integer coordinates
+ * (OpenCV's; PIL's transform puts them at +0.5, which shifts the result by
+ * 0.5(s-1) px at scale s). Source positions are rounded to 1/1024 px and
+ * values to nearest: within 1 level of exact bilinear. If the channel counts
+ * differ or M is singular, dst is filled with border. */
 void mfr_warp_affine(mfr_image *dst, const mfr_image *src, const float M[6], uint8_t border);
 
 /* Aligns a face: estimates the similarity taking landmarks lm (src frame) to
