@@ -90,6 +90,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAYS := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/replay/%)
+TTOOL_SRC := $(wildcard tests/tools/*.c)
+TTOOLS := $(TTOOL_SRC:tests/tools/%.c=$(BUILD)/ttools/%)
 BENCH_SRC := $(wildcard tests/bench/bench_*.c)
 BENCHES := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
@@ -118,6 +120,11 @@ $(BUILD)/replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
 
+# fixture writers the bats tests use (RecordIO, .bin packs)
+$(BUILD)/ttools/%: $(BUILD)/tests/tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/bench/%: $(BUILD)/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
@@ -127,7 +134,7 @@ replays: $(REPLAYS)
 
 # Unit tests, fuzz-corpus replays and bats tool tests; the last line is the
 # total "N passed, N failed".
-test: all $(UNITS) $(REPLAYS)
+test: all $(UNITS) $(REPLAYS) $(TTOOLS)
 	@MFR_BIN=$(BIN) MFR_BUILD=$(BUILD) bash tests/run.sh
 
 check-asan:
@@ -170,4 +177,4 @@ help:
 	@echo "make fuzz       libFuzzer builds of the fuzz targets (clang)"
 	@echo "make demo       pack and inspect a built-in synthetic dataset"
 
--include $(LIB_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) $(TTOOL_SRC:%.c=$(BUILD)/%.d)

@@ -296,7 +296,7 @@ int mfr_reader_next(mfr_reader *r, mfr_record *rec, mfr_error *e)
 		if (got < 0)
 			return -1;
 		if (got == 0)
-			return mfr_fail(e, "'%s': truncated stream: no end record after record %llu at byte %llu",
+			return mfr_fail(e, "'%s': truncated stream: no end record after %llu records, at byte %llu",
 					r->name, num, (unsigned long long)at);
 		if (got >= 8 && memcmp(h, STREAM_MAGIC, 8) == 0)
 			return mfr_fail(e, "'%s': truncated stream: a new stream starts at byte %llu before the "

@@ -266,7 +266,7 @@ static int cmp_u64(const void *a, const void *b)
 static int do_stats(const input *in)
 {
 	mfr_reader *r = open_input(in, 0);
-	const mfr_schema *sc = mfr_reader_schema(r);
+	const mfr_schema schema = *mfr_reader_schema(r), *sc = &schema; /* outlives the reader */
 	mfr_map labels, sizes;
 	mfr_map_init(&labels);
 	mfr_map_init(&sizes);

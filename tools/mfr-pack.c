@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"      /* defines: mfr_getopt, mfr_die, mfr_text_open */
+#include "hashmap.h"  /* defines: mfr_map */
 #include "image.h"    /* defines: mfr_image_decode, mfr_align_face, mfr_jpeg_encode */
 #include "pickle.h"   /* defines: mfr_binpack_parse */
 #include "record.h"   /* defines: mfr_face, mfr_face_encode, MFR_F_* */
@@ -191,7 +192,8 @@ static void list_dir(const char *dir, int want_dirs, strvec *out, uint64_t *igno
 	}
 	closedir(d);
 	free(path);
-	qsort(out->v, out->n, sizeof *out->v, cmp_str);
+	if (out->n > 1)
+		qsort(out->v, out->n, sizeof *out->v, cmp_str);
 }
 
 static int name_ok(const char *s)
@@ -247,6 +249,40 @@ static void pack_folder(packer *p, const char *root, int aligned, FILE *labels)
 	mfr_progress_end(&pr);
 	free(path);
 	sv_free(&ids);
+}
+
+/* ---- label counts for inputs with numeric labels (any value up to 2^31-1) ---- */
+
+static void count_label(mfr_map *m, int32_t label)
+{
+	mfr_error e;
+	uint64_t *c = mfr_map_put(m, (uint64_t)label, NULL, &e);
+	if (!c)
+		mfr_die_error(&e);
+	++*c;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Label map rows "label label count" in label order (the name of a numeric
+ * label is the number). */
+static void write_numeric_labels(FILE *labels, const mfr_map *m)
+{
+	uint64_t *keys = malloc((m->n ? m->n : 1) * sizeof *keys), key, val;
+	size_t pos = 0, k = 0;
+	if (!keys)
+		mfr_die("out of memory");
+	while (mfr_map_next(m, &pos, &key, &val))
+		keys[k++] = key;
+	qsort(keys, k, sizeof *keys, cmp_u64);
+	for (size_t i = 0; i < k; i++)
+		fprintf(labels, "%llu\t%llu\t%llu\n", (unsigned long long)keys[i], (unsigned long long)keys[i],
+			(unsigned long long)*mfr_map_get(m, keys[i]));
+	free(keys);
 }
 
 /* ---- list file ---- */
@@ -327,7 +363,6 @@ static void pack_list(packer *p, const char *list, const char *root, FILE *label
 
 	/* labels from folder names: sorted distinct parent folders */
 	strvec names = {0};
-	int32_t *counts = NULL;
 	if (!with_labels) {
 		strvec all = {0};
 		for (size_t i = 0; i < n; i++) {
@@ -355,11 +390,8 @@ static void pack_list(packer *p, const char *list, const char *root, FILE *label
 	char *rootdir = root ? strdup(root) : dir_of(strcmp(list, "-") ? list : "./-");
 	size_t plen = strlen(rootdir) + 4096;
 	char *path = malloc(plen);
-	int32_t maxlabel = -1;
-	for (size_t i = 0; i < n; i++)
-		if (ent[i].label > maxlabel)
-			maxlabel = ent[i].label;
-	counts = calloc((size_t)maxlabel + 1, sizeof *counts);
+	mfr_map counts;
+	mfr_map_init(&counts);
 	mfr_progress pr;
 	mfr_progress_start(&pr, "mfr-pack", n);
 	uint64_t id = 0;
@@ -376,22 +408,23 @@ static void pack_list(packer *p, const char *list, const char *root, FILE *label
 				list, rootdir);
 		if (emit(p, path, d, sz, id, ent[i].label, 0, ent[i].has_lm ? ent[i].lm : NULL) == 0) {
 			id++;
-			counts[ent[i].label]++;
+			count_label(&counts, ent[i].label);
 		}
 		free(d);
 		mfr_progress_add(&pr, 1);
 	}
 	mfr_progress_end(&pr);
-	for (int32_t l = 0; labels && l <= maxlabel; l++) {
-		if (names.n)
-			fprintf(labels, "%d\t%s\t%d\n", l, names.v[l], counts[l]);
-		else if (counts[l])
-			fprintf(labels, "%d\t%d\t%d\n", l, l, counts[l]);
-	}
+	if (labels && names.n)
+		for (size_t l = 0; l < names.n; l++) {
+			uint64_t *c = mfr_map_get(&counts, l);
+			fprintf(labels, "%zu\t%s\t%llu\n", l, names.v[l], c ? (unsigned long long)*c : 0ull);
+		}
+	else if (labels)
+		write_numeric_labels(labels, &counts);
 	for (size_t i = 0; i < n; i++)
 		free(ent[i].path);
 	free(ent);
-	free(counts);
+	mfr_map_free(&counts);
 	free(path);
 	free(rootdir);
 	sv_free(&names);
@@ -410,8 +443,8 @@ static void pack_rec(packer *p, const char *path, FILE *labels)
 	if (!r)
 		mfr_die_error(&e);
 	mfr_recordio_image img;
-	uint64_t *counts = NULL;
-	int32_t ncounts = 0;
+	mfr_map counts;
+	mfr_map_init(&counts);
 	int k;
 	char what[4096];
 	mfr_progress pr;
@@ -424,26 +457,19 @@ static void pack_rec(packer *p, const char *path, FILE *labels)
 			 (unsigned long long)img.offset);
 		/* insightface packs are aligned 112x112 faces */
 		uint32_t flags = has_prop && prop.width == 112 && prop.height == 112 ? MFR_F_ALIGNED : 0;
-		if (emit(p, what, img.image, img.image_size, img.key, img.label, flags, NULL) == 0) {
-			if (img.label >= ncounts) {
-				int32_t nn = img.label + 1;
-				if (!(counts = realloc(counts, (size_t)nn * sizeof *counts)))
-					mfr_die("out of memory");
-				memset(counts + ncounts, 0, (size_t)(nn - ncounts) * sizeof *counts);
-				ncounts = nn;
-			}
-			counts[img.label]++;
-		}
+		if (emit(p, what, img.image, img.image_size, img.key, img.label, flags, NULL) == 0)
+			count_label(&counts, img.label);
 		mfr_progress_add(&pr, 1);
 	}
 	mfr_progress_end(&pr);
 	if (k < 0)
 		mfr_die_error(&e);
+	if (!mfr_recordio_count(r))
+		mfr_die("'%s': no image records", path);
 	mfr_recordio_close(r);
-	for (int32_t l = 0; labels && l < ncounts; l++)
-		if (counts[l])
-			fprintf(labels, "%d\t%d\t%llu\n", l, l, (unsigned long long)counts[l]);
-	free(counts);
+	if (labels)
+		write_numeric_labels(labels, &counts);
+	mfr_map_free(&counts);
 }
 
 /* ---- insightface .bin verification pack ---- */
@@ -456,6 +482,8 @@ static void pack_bin(packer *p, const char *path, const char *pairs)
 	mfr_error e;
 	if (mfr_binpack_parse(d, n, &b, &e) < 0)
 		mfr_die("'%s': %s", path, e.msg);
+	if (!b.n_images)
+		mfr_die("'%s': the pack holds no images", path);
 	char *tmp;
 	FILE *pf = mfr_text_open(pairs, &tmp);
 	fprintf(pf, "id_a\tid_b\tsame\n");
