@@ -341,6 +341,8 @@ static int do_stats(const input *in)
 			size_t c = 0;
 			for (size_t i = 0; i < k; i++)
 				c += counts[i] >= lo && counts[i] <= hi;
+			if (hi < counts[0])
+				continue; /* bins below the smallest identity */
 			if (lo == hi)
 				printf("  %-12llu %zu\n", (unsigned long long)lo, c);
 			else {
