@@ -97,6 +97,8 @@ BENCHES := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all test check-asan bench deps fuzz clean help units replays demo
 .DELETE_ON_ERROR:
+# keep the objects of tests and fuzz targets (pattern-rule intermediates)
+.SECONDARY:
 
 all: $(TOOLS)
 

@@ -665,6 +665,20 @@ void mfr_writer_abort(mfr_writer *w)
 
 /* ---- index ---- */
 
+static int file_size(const char *path, uint64_t *size, mfr_error *e)
+{
+	FILE *s = fopen(path, "rb");
+	if (!s)
+		return mfr_fail(e, "'%s': %s", path, strerror(errno));
+	int rc = fseeko(s, 0, SEEK_END);
+	off_t end = ftello(s);
+	fclose(s);
+	if (rc != 0 || end < 0)
+		return mfr_fail(e, "'%s': cannot find its size: %s", path, strerror(errno));
+	*size = (uint64_t)end;
+	return 0;
+}
+
 int mfr_read_at(FILE *f, const char *path, uint64_t offset, uint32_t cap, uint8_t **buf, size_t *room,
 		uint32_t *size, mfr_error *e)
 {
@@ -730,14 +744,9 @@ int mfr_index_load(const char *stream_path, mfr_index *ix, mfr_error *e)
 	ix->schema.kind = mfr_get16(h + 10);
 	ix->stream_size = mfr_get64(h + 16);
 	ix->count = mfr_get64(h + 24);
-	FILE *s = fopen(stream_path, "rb");
-	if (!s) {
-		mfr_fail(e, "'%s': %s", stream_path, strerror(errno));
+	uint64_t size;
+	if (file_size(stream_path, &size, e) < 0)
 		goto out;
-	}
-	fseeko(s, 0, SEEK_END);
-	uint64_t size = (uint64_t)ftello(s);
-	fclose(s);
 	if (size != ix->stream_size) {
 		mfr_fail(e, "'%s': stale index: it describes %llu bytes but the stream has %llu (rebuild it "
 			 "with mfr-cat --index)", p, (unsigned long long)ix->stream_size, (unsigned long long)size);
@@ -833,14 +842,9 @@ int mfr_index_build(const char *stream_path, mfr_error *e)
 	}
 	if (k < 0)
 		goto out;
-	FILE *s = fopen(stream_path, "rb");
-	if (!s) {
-		mfr_fail(e, "'%s': %s", stream_path, strerror(errno));
+	uint64_t size;
+	if (file_size(stream_path, &size, e) < 0)
 		goto out;
-	}
-	fseeko(s, 0, SEEK_END);
-	uint64_t size = (uint64_t)ftello(s);
-	fclose(s);
 	index_header(h, mfr_reader_schema(r), size, n, crc);
 	if (fseek(f, 0, SEEK_SET) != 0 || fwrite(h, 1, INDEX_HEAD, f) != INDEX_HEAD || fflush(f) != 0)
 		goto werr;

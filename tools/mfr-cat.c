@@ -108,17 +108,31 @@ static int selected(const selection *s, const mfr_record *rec)
 	return 1;
 }
 
-/* Checks a data record's payload against its kind; returns 0 or dies. */
-static void check_payload(const mfr_schema *sc, const mfr_record *rec, float *vec)
+/* A data record's common fields, and for FACE its decoded header. */
+typedef struct {
+	uint64_t id;
+	int32_t label;
+	uint32_t flags;
+	mfr_face face;
+} parsed;
+
+/* Decodes and checks a data record against its kind (vec: room for an
+ * EMBEDDING's values); dies on a bad record. */
+static void parse_record(const mfr_schema *sc, const mfr_record *rec, float *vec, parsed *p)
 {
 	mfr_error e;
 	int rc;
 	if (sc->kind == MFR_KIND_FACE) {
-		mfr_face f;
-		rc = mfr_face_decode(rec->data, rec->size, &f, &e);
+		rc = mfr_face_decode(rec->data, rec->size, &p->face, &e);
+		p->id = p->face.id;
+		p->label = p->face.label;
+		p->flags = p->face.flags;
 	} else {
 		mfr_embedding v = {.vec = vec};
 		rc = mfr_embedding_decode(rec->data, rec->size, sc, &v, &e);
+		p->id = v.id;
+		p->label = v.label;
+		p->flags = v.flags;
 	}
 	if (rc < 0)
 		mfr_die("'%s': bad record %llu at byte %llu: %s", rec->path, (unsigned long long)rec->number,
@@ -276,11 +290,10 @@ static int do_stats(const input *in)
 	mfr_record rec;
 	mfr_error e;
 	while (next_rec(r, in, &rec)) {
-		check_payload(sc, &rec, vec);
-		uint64_t id;
-		int32_t label;
-		uint32_t flags;
-		mfr_record_ids(rec.data, rec.size, &id, &label, &flags, &e);
+		parsed p;
+		parse_record(sc, &rec, vec, &p);
+		int32_t label = p.label;
+		uint32_t flags = p.flags;
 		n++;
 		bytes += rec.size;
 		if (label < 0)
@@ -297,10 +310,9 @@ static int do_stats(const input *in)
 		landmarks += (flags & MFR_F_LANDMARKS) != 0;
 		derived += (flags & MFR_F_DERIVED) != 0;
 		if (sc->kind == MFR_KIND_FACE) {
-			mfr_face f;
-			mfr_face_decode(rec.data, rec.size, &f, &e);
-			enc[f.encoding]++;
-			uint64_t *c = mfr_map_put(&sizes, (uint64_t)f.width << 32 | (uint64_t)f.height << 8 | f.channels,
+			const mfr_face *f = &p.face;
+			enc[f->encoding]++;
+			uint64_t *c = mfr_map_put(&sizes, (uint64_t)f->width << 32 | (uint64_t)f->height << 8 | f->channels,
 						  NULL, &e);
 			if (!c)
 				mfr_die_error(&e);
@@ -380,23 +392,19 @@ static int do_list(const input *in)
 	float *vec = sc->kind == MFR_KIND_EMBEDDING ? malloc(sc->dim * sizeof *vec) : NULL;
 	static const char *encname[] = {"raw", "jpeg", "png"};
 	mfr_record rec;
-	mfr_error e;
 	if (sc->kind == MFR_KIND_FACE)
 		printf("file\trecord\toffset\tid\tlabel\tflags\twidth\theight\tchannels\tencoding\tbytes\n");
 	else
 		printf("file\trecord\toffset\tid\tlabel\tflags\n");
 	while (next_rec(r, in, &rec)) {
-		check_payload(sc, &rec, vec);
-		uint64_t id;
-		int32_t label;
-		uint32_t flags;
-		mfr_record_ids(rec.data, rec.size, &id, &label, &flags, &e);
+		parsed p;
+		parse_record(sc, &rec, vec, &p);
 		printf("%s\t%llu\t%llu\t%llu\t%d\t0x%x", rec.path, (unsigned long long)rec.number,
-		       (unsigned long long)rec.offset, (unsigned long long)id, label, flags);
+		       (unsigned long long)rec.offset, (unsigned long long)p.id, p.label, p.flags);
 		if (sc->kind == MFR_KIND_FACE) {
-			mfr_face f;
-			mfr_face_decode(rec.data, rec.size, &f, &e);
-			printf("\t%u\t%u\t%u\t%s\t%u", f.width, f.height, f.channels, encname[f.encoding], f.image_size);
+			const mfr_face *f = &p.face;
+			printf("\t%u\t%u\t%u\t%s\t%u", f->width, f->height, f->channels, encname[f->encoding],
+			       f->image_size);
 		}
 		putchar('\n');
 	}

@@ -5,8 +5,10 @@
 #define MFR_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int check_passed, check_failed;
 
@@ -46,6 +48,26 @@ static inline const char *check_data_dir(const char *what)
 	}
 	snprintf(buf, sizeof buf, "%s", d);
 	return buf;
+}
+
+/* A growable byte buffer for building fixtures in memory. */
+typedef struct {
+	uint8_t *d;
+	size_t n, room;
+} check_buf;
+
+/* Appends n bytes of p to b (aborts when memory runs out: a test fixture). */
+static inline void check_put(check_buf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->room) {
+		b->room = (b->n + n) * 2 + 64;
+		b->d = realloc(b->d, b->room);
+		if (!b->d)
+			abort();
+	}
+	if (n)
+		memcpy(b->d + b->n, p, n);
+	b->n += n;
 }
 
 static inline int check_done(void)

@@ -17,38 +17,21 @@
 
 #include "check.h"
 
-typedef struct {
-	uint8_t *d;
-	size_t n, room;
-} buf;
 
-static void put(buf *b, const void *p, size_t n)
-{
-	if (b->n + n > b->room) {
-		b->room = (b->n + n) * 2 + 64;
-		b->d = realloc(b->d, b->room);
-		if (!b->d)
-			abort();
-	}
-	if (n)
-		memcpy(b->d + b->n, p, n);
-	b->n += n;
-}
-
-static void op(buf *b, int code)
+static void op(check_buf *b, int code)
 {
 	uint8_t c = (uint8_t)code;
-	put(b, &c, 1);
+	check_put(b, &c, 1);
 }
 
 /* opcode with a little-endian argument of w bytes */
-static void opn(buf *b, int code, uint64_t v, int w)
+static void opn(check_buf *b, int code, uint64_t v, int w)
 {
 	uint8_t a[8];
 	op(b, code);
 	for (int i = 0; i < w; i++)
 		a[i] = (uint8_t)(v >> (8 * i));
-	put(b, a, (size_t)w);
+	check_put(b, a, (size_t)w);
 }
 
 /* ---- the packs the emitters write ---- */
@@ -68,7 +51,7 @@ static void img_bytes(size_t i, uint8_t *out)
 /* Python 2 pickle.py, protocol 2: str as U/T, each memoized with BINPUT
  * (LONG_BINPUT from 256), lists in APPENDS batches of 1000 (APPEND for a
  * batch of one), bools as NEWTRUE/NEWFALSE, TUPLE2, STOP. */
-static void emit_py2(buf *b, size_t nimg, size_t npair)
+static void emit_py2(check_buf *b, size_t nimg, size_t npair)
 {
 	uint32_t memo = 0;
 #define PUT() (memo < 256 ? opn(b, 'q', memo, 1) : opn(b, 'r', memo, 4)), memo++
@@ -87,7 +70,7 @@ static void emit_py2(buf *b, size_t nimg, size_t npair)
 				opn(b, 'U', n, 1);
 			else
 				opn(b, 'T', n, 4);
-			put(b, img, n);
+			check_put(b, img, n);
 			PUT();
 		}
 		op(b, k > 1 ? 'e' : 'a');
@@ -113,15 +96,15 @@ static void emit_py2(buf *b, size_t nimg, size_t npair)
  * outside any frame. big: also one image of 70000 bytes at index 3. */
 #define FRAME_TARGET 65536
 typedef struct {
-	buf *out;
-	buf frame;
+	check_buf *out;
+	check_buf frame;
 } framer;
 
 static void commit(framer *f)
 {
 	if (f->frame.n) {
 		opn(f->out, 0x95, f->frame.n, 8);
-		put(f->out, f->frame.d, f->frame.n);
+		check_put(f->out, f->frame.d, f->frame.n);
 		f->frame.n = 0;
 	}
 }
@@ -134,10 +117,10 @@ static void maybe_commit(framer *f)
 
 static size_t img_len4(size_t i, int big) { return big && i == 3 ? 70000 : img_len(i); }
 
-static void emit_py3(buf *b, size_t nimg, size_t npair, int proto, int big)
+static void emit_py3(check_buf *b, size_t nimg, size_t npair, int proto, int big)
 {
 	framer f = {b, {0}};
-	buf *o = &f.frame;
+	check_buf *o = &f.frame;
 	uint8_t *img = malloc(70000);
 	opn(b, 0x80, (uint64_t)proto, 1);
 	op(o, ']');
@@ -153,13 +136,13 @@ static void emit_py3(buf *b, size_t nimg, size_t npair, int proto, int big)
 			if (n >= FRAME_TARGET) {
 				commit(&f);
 				opn(b, 'B', n, 4);
-				put(b, img, n);
+				check_put(b, img, n);
 			} else {
 				if (n < 256)
 					opn(o, 'C', n, 1);
 				else
 					opn(o, 'B', n, 4);
-				put(o, img, n);
+				check_put(o, img, n);
 			}
 			op(o, 0x94);
 			maybe_commit(&f);
@@ -289,7 +272,7 @@ static void test_captured(void)
 	CHECK(has(&e, ") at byte 5: only lists of bytes and bools are read"));
 }
 
-static void check_big(const buf *b, int big, const char *what)
+static void check_big(const check_buf *b, int big, const char *what)
 {
 	mfr_binpack pk;
 	mfr_error e = {{0}};
@@ -317,7 +300,7 @@ static void check_big(const buf *b, int big, const char *what)
 	mfr_binpack_free(&pk);
 }
 
-static buf py2_big, py3_big, py3_frames;
+static check_buf py2_big, py3_big, py3_frames;
 
 static void test_emitted(void)
 {
@@ -337,7 +320,7 @@ static void test_emitted(void)
 	CHECK_EQ_INT(parse_err(py3_frames.d, py3_frames.n, &(mfr_error){{0}}), 0);
 
 	/* a pack of one pair: APPEND (a batch of one) for the bools */
-	buf b = {0};
+	check_buf b = {0};
 	emit_py2(&b, 2, 1);
 	CHECK_EQ_INT(parse_err(b.d, b.n, &(mfr_error){{0}}), 0);
 	/* an empty pack is valid (and useless) */
@@ -350,7 +333,7 @@ static void test_emitted(void)
 /* Other spellings a hand-written or foreign pickler may use. */
 static void test_variants(void)
 {
-	buf b = {0};
+	check_buf b = {0};
 	mfr_binpack pk;
 	mfr_error e = {{0}};
 	/* BININT1 0/1 bools, BINBYTES8, MARK..TUPLE, LONG_BINPUT/LONG_BINGET */
@@ -359,11 +342,11 @@ static void test_variants(void)
 	op(&b, ']');
 	op(&b, '(');
 	opn(&b, 0x8e, 3, 8);
-	put(&b, "abc", 3);
+	check_put(&b, "abc", 3);
 	opn(&b, 'r', 7, 4);
 	opn(&b, 'j', 7, 4);
 	opn(&b, 'B', 1, 4);
-	put(&b, "z", 1);
+	check_put(&b, "z", 1);
 	opn(&b, 'T', 0, 4); /* an empty image: the decoder's problem, not the pickle's */
 	op(&b, 'e');
 	op(&b, ']');
@@ -388,7 +371,7 @@ static void test_variants(void)
 
 static void test_truncation(void)
 {
-	const buf *packs[] = {&py2_big, &py3_frames};
+	const check_buf *packs[] = {&py2_big, &py3_frames};
 	struct {
 		const uint8_t *p;
 		size_t n;
@@ -463,9 +446,9 @@ static void test_bitflips(void)
 /* builds "PROTO 2" + body + nothing else */
 static int body(const char *s, size_t n, mfr_error *e)
 {
-	buf b = {0};
-	put(&b, "\x80\x02", 2);
-	put(&b, s, n);
+	check_buf b = {0};
+	check_put(&b, "\x80\x02", 2);
+	check_put(&b, s, n);
 	int rc = parse_err(b.d, b.n, e);
 	free(b.d);
 	return rc;
@@ -565,8 +548,8 @@ static void test_errors(void)
 	CHECK_EQ_INT(BODY("]q\xff]r\x02\x01\x00\x00", &e), -1); /* 258 after one put */
 
 	/* stack depth */
-	buf b = {0};
-	put(&b, "\x80\x02]", 3);
+	check_buf b = {0};
+	check_put(&b, "\x80\x02]", 3);
 	for (int i = 0; i < MFR_PICKLE_STACK_MAX + 10; i++)
 		op(&b, 0x88);
 	CHECK_EQ_INT(parse_err(b.d, b.n, &e), -1);

@@ -14,40 +14,22 @@
 
 #include "check.h"
 
-/* ---- a growable byte buffer and the writer ---- */
+/* ---- the writer (check_buf and check_put come from check.h) ---- */
 
-typedef struct {
-	uint8_t *d;
-	size_t n, room;
-} buf;
-
-static void put(buf *b, const void *p, size_t n)
-{
-	if (b->n + n > b->room) {
-		b->room = (b->n + n) * 2 + 64;
-		b->d = realloc(b->d, b->room);
-		if (!b->d)
-			abort();
-	}
-	if (n)
-		memcpy(b->d + b->n, p, n);
-	b->n += n;
-}
-
-static void put_chunk(buf *b, uint32_t cflag, const uint8_t *p, uint32_t len)
+static void put_chunk(check_buf *b, uint32_t cflag, const uint8_t *p, uint32_t len)
 {
 	uint8_t h[8];
 	mfr_put32(h, MFR_RECORDIO_MAGIC);
 	mfr_put32(h + 4, cflag << 29 | len);
-	put(b, h, 8);
-	put(b, p, len);
+	check_put(b, h, 8);
+	check_put(b, p, len);
 }
 
 /* Appends one record as dmlc-core writes it: every 4-aligned magic in the data
  * ends a chunk (cflag 1 for the first, 2 after) and is dropped; the rest is the
  * last chunk (cflag 3), or the whole record (cflag 0) when nothing was cut;
  * zero padding to 4 bytes after it. Returns the offset of the first chunk. */
-static uint64_t write_record(buf *b, const uint8_t *d, uint32_t len)
+static uint64_t write_record(check_buf *b, const uint8_t *d, uint32_t len)
 {
 	uint64_t start = b->n;
 	uint32_t dptr = 0;
@@ -58,7 +40,7 @@ static uint64_t write_record(buf *b, const uint8_t *d, uint32_t len)
 		}
 	put_chunk(b, dptr ? 3 : 0, d + dptr, len - dptr);
 	static const uint8_t zero[4];
-	put(b, zero, (4 - (len & 3)) & 3);
+	check_put(b, zero, (4 - (len & 3)) & 3);
 	return start;
 }
 
@@ -77,11 +59,11 @@ static uint32_t pack(uint8_t *out, float label, const float *labs, uint32_t nlab
 	return (uint32_t)(24 + 4 * nlab + n);
 }
 
-static void idx_line(buf *ix, uint64_t key, uint64_t off)
+static void idx_line(check_buf *ix, uint64_t key, uint64_t off)
 {
 	char line[64];
 	int n = snprintf(line, sizeof line, "%llu\t%llu\n", (unsigned long long)key, (unsigned long long)off);
-	put(ix, line, (size_t)n);
+	check_put(ix, line, (size_t)n);
 }
 
 /* ---- the insightface fixture ---- */
@@ -99,7 +81,7 @@ typedef struct {
 } expect;
 
 static expect want[N_IMG];
-static buf rec, idx;
+static check_buf rec, idx;
 static uint64_t pad_at; /* offset of padding bytes after image 5, to make non-zero */
 static uint64_t off_img3; /* first chunk of image 3 */
 
@@ -180,7 +162,7 @@ static void build_fixture(void)
 
 /* ---- helpers ---- */
 
-static FILE *mem(const buf *b)
+static FILE *mem(const check_buf *b)
 {
 	FILE *f = tmpfile();
 	if (!f)
@@ -216,7 +198,7 @@ static int drain(mfr_recordio *r, mfr_error *e, uint64_t *nimg)
 
 /* Opens rec (and idx text when non-NULL) from memory, reads to the end and
  * returns 0 (clean), -1 (error at open or read). The message lands in e. */
-static int read_all(const buf *r, const buf *i, uint32_t cap, mfr_error *e)
+static int read_all(const check_buf *r, const check_buf *i, uint32_t cap, mfr_error *e)
 {
 	FILE *fr = mem(r), *fi = i ? mem(i) : NULL;
 	mfr_error_clear(e);
@@ -241,10 +223,10 @@ static int has(const mfr_error *e, const char *s)
 	return 0;
 }
 
-static buf copy(const buf *b)
+static check_buf copy(const check_buf *b)
 {
-	buf c = {0};
-	put(&c, b->d, b->n);
+	check_buf c = {0};
+	check_put(&c, b->d, b->n);
 	return c;
 }
 
@@ -319,7 +301,7 @@ static void test_files(void)
 	mfr_recordio_close(r);
 
 	/* a stale .idx beside the file is an error, not silently ignored */
-	buf bad = copy(&idx);
+	check_buf bad = copy(&idx);
 	bad.d[bad.n - 2]++; /* last offset + 1 */
 	write_file("train.idx", bad.d, bad.n);
 	snprintf(path, sizeof path, "%s/train.rec", dir);
@@ -372,7 +354,7 @@ static void test_no_index(void)
 	fclose(f);
 
 	/* an empty file is an empty set of images */
-	buf empty = {0};
+	check_buf empty = {0};
 	CHECK_EQ_INT(read_all(&empty, NULL, 0, &e), 0);
 	CHECK_EQ_INT(read_all(&empty, &empty, 0, &e), 0);
 }
@@ -380,7 +362,7 @@ static void test_no_index(void)
 /* record 0 with flag 0: every record is an image, keys from a sparse .idx */
 static void test_plain(void)
 {
-	buf r = {0}, ix = {0};
+	check_buf r = {0}, ix = {0};
 	uint8_t d[256];
 	uint64_t offs[N_IMG];
 	for (int k = 0; k < N_IMG; k++) {
@@ -425,7 +407,7 @@ static void test_plain(void)
 	fclose(fr);
 
 	/* .idx keys must rise */
-	buf ix2 = {0};
+	check_buf ix2 = {0};
 	for (int k = 0; k < N_IMG; k++)
 		idx_line(&ix2, k == 3 ? 100 : 100 + 5 * (uint64_t)k, offs[k]);
 	CHECK_EQ_INT(read_all(&r, &ix2, 0, &e), -1);
@@ -440,7 +422,7 @@ static void test_truncation(void)
 	mfr_error e;
 	int bad_with = 0, bad_without = 0, nomsg = 0;
 	for (size_t n = 0; n < rec.n; n++) {
-		buf cut = {rec.d, n, n};
+		check_buf cut = {rec.d, n, n};
 		/* with the .idx every cut is caught; without it a cut at a record
 		 * boundary is caught by the header's counts (and n == 0 is a valid
 		 * empty file) */
@@ -460,7 +442,7 @@ static void test_truncation(void)
 	CHECK_EQ_INT(nomsg, 0);
 
 	/* specific messages */
-	buf cut = {rec.d, 5, 5};
+	check_buf cut = {rec.d, 5, 5};
 	CHECK_EQ_INT(read_all(&cut, NULL, 0, &e), -1);
 	CHECK(has(&e, "t.rec': truncated chunk header at byte 0: 5 of 8 bytes"));
 	cut.n = cut.room = 12;
@@ -489,7 +471,7 @@ static void test_damage(void)
 	CHECK_EQ_INT(read_all(&rec, &idx, 0, &e), 0); /* the intact fixture */
 
 	/* flipped magic at image 3 */
-	buf b = copy(&rec);
+	check_buf b = copy(&rec);
 	b.d[off_img3 + 1] ^= 0x10;
 	CHECK_EQ_INT(read_all(&b, &idx, 0, &e), -1);
 	snprintf(msg, sizeof msg, "t.rec': bad chunk magic 0xced7330a at byte %llu", (unsigned long long)off_img3);
@@ -504,7 +486,7 @@ static void test_damage(void)
 
 	/* chunk flags out of order */
 	uint8_t d[64] = {0};
-	buf c = {0};
+	check_buf c = {0};
 	put_chunk(&c, 2, d, 8);
 	CHECK_EQ_INT(read_all(&c, NULL, 0, &e), -1);
 	CHECK(has(&e, "t.rec': middle chunk at byte 0 without a first chunk before it"));
@@ -550,13 +532,13 @@ static void test_damage(void)
 	uint8_t h[8];
 	mfr_put32(h, MFR_RECORDIO_MAGIC);
 	mfr_put32(h + 4, (1u << 29) - 1);
-	put(&c, h, 8);
+	check_put(&c, h, 8);
 	CHECK_EQ_INT(read_all(&c, NULL, 0, &e), -1);
 	CHECK(has(&e, "t.rec': record at byte 0 is larger than the 67108864-byte cap (chunk at byte 0 holds 536870911 bytes)"));
 	free(c.d);
 
 	/* .idx disagreeing with the .rec */
-	buf ix = {0};
+	check_buf ix = {0};
 	for (int k = 0; k < 3; k++) /* a record missing from the .idx */
 		idx_line(&ix, (uint64_t)k, k ? want[k - 1].off : 0);
 	CHECK_EQ_INT(read_all(&rec, &ix, 0, &e), -1);
@@ -581,23 +563,23 @@ static void test_damage(void)
 			       "99999999999999999999\t0\n", "0\t0\t0\n"};
 	for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
 		ix.n = 0;
-		put(&ix, lines[i], strlen(lines[i]));
+		check_put(&ix, lines[i], strlen(lines[i]));
 		CHECK_EQ_INT(read_all(&rec, &ix, 0, &e), -1);
 		CHECK(has(&e, "t.idx': line 1 is not \"key<TAB>offset\""));
 	}
 	/* a CRLF line end, and no newline after the last line, are fine */
 	ix.n = 0;
-	put(&ix, "0\t0\r\n", 5);
+	check_put(&ix, "0\t0\r\n", 5);
 	size_t first = (size_t)((uint8_t *)memchr(idx.d, '\n', idx.n) + 1 - idx.d);
-	put(&ix, idx.d + first, idx.n - first - 1);
+	check_put(&ix, idx.d + first, idx.n - first - 1);
 	CHECK_EQ_INT(read_all(&rec, &ix, 0, &e), 0);
 	ix.n = 0;
-	put(&ix, "  0\t0  \n", 8); /* Python strips each line */
-	put(&ix, idx.d + first, idx.n - first);
+	check_put(&ix, "  0\t0  \n", 8); /* Python strips each line */
+	check_put(&ix, idx.d + first, idx.n - first);
 	CHECK_EQ_INT(read_all(&rec, &ix, 0, &e), 0);
 	ix.n = 0;
 	for (int i = 0; i < 200; i++)
-		put(&ix, "0", 1);
+		check_put(&ix, "0", 1);
 	CHECK_EQ_INT(read_all(&rec, &ix, 0, &e), -1);
 	CHECK(has(&e, "t.idx': line 1 is longer than 128 bytes"));
 	/* a key beyond the header's range */
@@ -614,7 +596,7 @@ static void test_damage(void)
 /* a one-record file (no header) from a record's data */
 static int one(const uint8_t *d, uint32_t n, mfr_error *e)
 {
-	buf c = {0};
+	check_buf c = {0};
 	write_record(&c, d, n);
 	int k = read_all(&c, NULL, 0, e);
 	free(c.d);
@@ -678,7 +660,7 @@ static void test_big(void)
 		d[n + i] = (uint8_t)mfr_rng_next(&g);
 	for (size_t i = 4096; i + 4 <= N; i += 4096)
 		mfr_put32(d + n + i, MFR_RECORDIO_MAGIC); /* n is 24: 4-aligned */
-	buf b = {0};
+	check_buf b = {0};
 	write_record(&b, d, (uint32_t)(n + N));
 	uint64_t second = write_record(&b, d, 10);
 	FILE *f = mem(&b);
@@ -709,7 +691,7 @@ static void test_big(void)
 /* after an error the reader keeps failing, and closing it is fine */
 static void test_sticky(void)
 {
-	buf b = copy(&rec);
+	check_buf b = copy(&rec);
 	b.d[want[2].off] ^= 1;
 	FILE *f = mem(&b);
 	mfr_error e;
