@@ -146,7 +146,8 @@ bench: all $(BENCHES)
 	@MFR_BIN=$(BIN) MFR_BUILD=$(BUILD) bash tests/bench/run.sh
 
 # libFuzzer builds with clang: `make fuzz` then e.g.
-#   build/fuzz/fuzz_stream tests/fuzz/corpus/stream -max_total_time=60
+#   mkdir -p /tmp/c && build/fuzz/fuzz_stream /tmp/c tests/fuzz/corpus/stream -max_total_time=60
+# (new inputs go to the first folder: keep the committed corpus small)
 fuzz:
 	@mkdir -p build/fuzz
 	for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \

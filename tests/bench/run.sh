@@ -15,7 +15,7 @@ done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "== tools (one process each; wall-clock seconds)"
-secs() { local t0=$(date +%s.%N); "$@" || return 1; awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
+secs() { local t0=$(date +%s.%N); "$@" >/dev/null || return 1; awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.0f}" 'BEGIN { printf f, a / b }'; }
 if [ -d "$DATA/lfw/aligned112" ]; then
 	src="$DATA/lfw/aligned112"; what="LFW aligned112"
@@ -28,7 +28,7 @@ t=$(secs "$MFR_BIN"/mfr-pack -o "$tmp/p.mfr" "$src" 2>/dev/null)
 n=$("$MFR_BIN"/mfr-cat --stats "$tmp/p.mfr" | sed -n 's/^records: //p')
 bytes=$(stat -c %s "$tmp/p.mfr"); mb=$((bytes / 1000000))
 echo "mfr-pack folder ($what): $n images in ${t}s = $(div "$n" "$t") img/s (decode check included), ${mb} MB"
-t=$(secs "$MFR_BIN"/mfr-cat --verify "$tmp/p.mfr" >/dev/null)
+t=$(secs "$MFR_BIN"/mfr-cat --verify "$tmp/p.mfr")
 echo "mfr-cat --verify: $(div "$bytes" "$t" %.0f | awk '{ printf "%.2f", $1 / 1e9 }') GB/s"
-t=$(secs "$MFR_BIN"/mfr-cat --verify --decode "$tmp/p.mfr" >/dev/null)
+t=$(secs "$MFR_BIN"/mfr-cat --verify --decode "$tmp/p.mfr")
 echo "mfr-cat --verify --decode: $(div "$n" "$t") img/s"
