@@ -86,6 +86,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libmfr.a
 TOOL_SRC := $(wildcard tools/mfr-*.c)
 TOOLS := $(TOOL_SRC:tools/%.c=$(BIN)/%)
+# the reference layers again in double, for the float64 gradient checks
+REF64_OBJ := $(patsubst common/%.c,$(BUILD)/common64/%.o,$(wildcard common/layers_*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -114,7 +116,11 @@ $(BIN)/%: $(BUILD)/tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+$(BUILD)/common64/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DMFR_REAL_DOUBLE -c $< -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(REF64_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
 
