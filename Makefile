@@ -4,10 +4,12 @@
 #   CC      compiler (gcc or clang)              CUDA  auto|yes|no  compile CUDA code with nvcc
 #   WERROR  1: warnings are errors (CI sets it)  MPI   auto|yes|no  build the MPI parts with mpicc
 #   SAN     1: ASan+UBSan build in build/asan (what `make check-asan` uses)
+#   DNNL    auto|yes|no  fast CPU conv/linear on oneDNN (no: the reference layers)
 
 CC ?= cc
 CUDA ?= auto
 MPI ?= auto
+DNNL ?= auto
 WERROR ?= 0
 SAN ?= 0
 
@@ -16,6 +18,9 @@ $(error CUDA must be auto, yes or no, not '$(CUDA)')
 endif
 ifeq ($(filter $(MPI),auto yes no),)
 $(error MPI must be auto, yes or no, not '$(MPI)')
+endif
+ifeq ($(filter $(DNNL),auto yes no),)
+$(error DNNL must be auto, yes or no, not '$(DNNL)')
 endif
 
 ifeq ($(SAN),1)
@@ -70,6 +75,25 @@ else
 HAVE_MPI := 0
 $(info probe: MPI not found (mpicc absent); world of one)
 endif
+
+# oneDNN: Debian ships no dnnl.pc, so the header decides when pkg-config has
+# nothing; its OpenMP runtime (libgomp) is linked too, for the thread count.
+DNNL_VERSION := $(shell pkg-config --modversion dnnl 2>/dev/null)
+DNNL_HEADER := $(wildcard /usr/include/dnnl.h /usr/include/oneapi/dnnl/dnnl.h)
+ifeq ($(DNNL),no)
+HAVE_DNNL := 0
+$(info probe: oneDNN off (DNNL=no); conv/linear on the reference layers)
+else ifneq ($(DNNL_VERSION)$(DNNL_HEADER),)
+HAVE_DNNL := 1
+DNNL_CFLAGS := -DMFR_HAVE_DNNL $(shell pkg-config --cflags dnnl 2>/dev/null)
+DNNL_LIBS := $(or $(shell pkg-config --libs dnnl 2>/dev/null),-ldnnl) -lgomp
+$(info probe: oneDNN $(or $(DNNL_VERSION),$(shell sed -n 's/^\#define DNNL_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' /usr/include/oneapi/dnnl/dnnl_config.h /usr/include/oneapi/dnnl/dnnl_version.h 2>/dev/null | paste -sd.)) ($(or $(firstword $(DNNL_HEADER)),pkg-config dnnl)))
+else ifeq ($(DNNL),yes)
+$(error DNNL=yes but oneDNN was not found (Debian: libdnnl-dev); run `make deps`)
+else
+HAVE_DNNL := 0
+$(info probe: oneDNN not found (dnnl.h absent); conv/linear on the reference layers)
+endif
 endif
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
@@ -77,8 +101,8 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(JPEG_CFLAGS) $(PNG_CFLAGS) -MMD -MP
-LDLIBS := $(JPEG_LIBS) $(PNG_LIBS) -lm -lpthread
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(JPEG_CFLAGS) $(PNG_CFLAGS) $(DNNL_CFLAGS) -MMD -MP
+LDLIBS := $(JPEG_LIBS) $(PNG_LIBS) $(DNNL_LIBS) -lm -lpthread
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard common/*.c)
@@ -87,7 +111,7 @@ LIB := $(BUILD)/libmfr.a
 TOOL_SRC := $(wildcard tools/mfr-*.c)
 TOOLS := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 # the reference layers again in double, for the float64 gradient checks
-REF64_OBJ := $(patsubst common/%.c,$(BUILD)/common64/%.o,$(wildcard common/layers_*.c))
+REF64_OBJ := $(patsubst common/%.c,$(BUILD)/common64/%.o,$(wildcard common/layers_*.c) common/net.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -162,7 +186,7 @@ fuzz:
 	@echo "fuzzers in build/fuzz; corpora in tests/fuzz/corpus/<name>"
 
 # Installs the Debian packages the project needs, when missing.
-DEB_PKGS := build-essential pkg-config libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin bats clang
+DEB_PKGS := build-essential pkg-config libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin bats clang libdnnl-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "deps: all present ($(DEB_PKGS))"; \

@@ -1,0 +1,559 @@
+/* net.c — the graph executor (net.h): storage planning, seeded
+ * initialisation, forward and backward over the reference layers, and the
+ * model-file binding. Compiled for float (mfr_net_*) and double (mfr_net64_*). */
+#include "net.h" /* defines: mfr_net_* / mfr_net64_* */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers_elem.h"    /* defines: batchnorm, prelu, relu, sigmoid, add, concat, l2norm, se, splat */
+#include "layers_spatial.h" /* defines: conv2d, pools, gap, pad2d, chanpad, linear, dropout */
+
+#define SPLAT_EPS 1e-5 /* data-formats.md 8.3: the inner bn of splat */
+#define SPLAT_MOMENTUM 0.1
+#define L2_EPS 1e-12
+
+struct MFR_NET_T {
+	const mfr_arch *a;
+	int max_batch, training;
+	int last_batch, last_training; /* of the last forward; -1 before any */
+	mfr_real *params, *grads;
+	size_t *poff, ptotal;
+	mfr_real *act, *dact;     /* activations and (training) their gradients */
+	size_t *aoff, *anum;      /* per layer: offset in act/dact, values per image */
+	mfr_real *save;           /* what forward keeps for backward, per layer */
+	size_t *soff;
+	uint8_t *mask;            /* dropout masks */
+	size_t *moff;
+	mfr_real *work;           /* backward scratch, the largest need of any layer */
+	const mfr_real **inbuf;   /* concat input pointers */
+	mfr_real **dinbuf;
+	int *cbuf;
+};
+
+static size_t shape_numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s->h * (size_t)s->w; }
+
+#define P(n, L, k) ((n)->params + (n)->poff[(L)->first_tensor + (k)])
+#define G(n, L, k) ((n)->grads + (n)->poff[(L)->first_tensor + (k)])
+#define ACT(n, i) ((n)->act + (n)->aoff[i])
+#define DACT(n, i) ((n)->dact + (n)->aoff[i])
+
+/* Values of saved state layer L needs for a batch of N (mfr_real units). */
+static size_t save_len(const mfr_layer *L, int N)
+{
+	const mfr_shape *in = &L->in_shape;
+	switch (L->op) {
+	case MFR_OP_BN:
+	case MFR_OP_BN1D: return 2 * (size_t)in->c;
+	case MFR_OP_L2NORM: return (size_t)N;
+	case MFR_OP_SE: return (size_t)N * (2 * (size_t)in->c + (size_t)(in->c / L->r));
+	case MFR_OP_SPLAT: return mfr_splat_save_len(N, L->shape.c, L->radix, L->inter);
+	default: return 0;
+	}
+}
+
+static size_t work_len(const mfr_layer *L, int N)
+{
+	if (L->op == MFR_OP_SE)
+		return mfr_se_work_len(L->in_shape.c, L->in_shape.c / L->r);
+	if (L->op == MFR_OP_SPLAT)
+		return mfr_splat_work_len(N, L->shape.c, L->radix, L->inter);
+	return 0;
+}
+
+/* Inference keeps only live activations: each layer's output takes a free
+ * slot (best fit) and its inputs' slots are released after their last
+ * consumer. Outputs are never released. Returns the block size. */
+static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
+{
+	const mfr_arch *a = n->a;
+	int nl = a->n_layers;
+	int *last = malloc((size_t)nl * sizeof *last), *slot_of = malloc((size_t)nl * sizeof *slot_of);
+	size_t *cap = calloc((size_t)nl, sizeof *cap);
+	int *busy = calloc((size_t)nl, sizeof *busy), nslots = 0;
+	size_t total = 0;
+	if (!last || !slot_of || !cap || !busy) {
+		total = (size_t)-1;
+		goto out;
+	}
+	for (int i = 0; i < nl; i++)
+		last[i] = i;
+	for (int i = 0; i < nl; i++)
+		for (int k = 0; k < a->layers[i].n_in; k++)
+			last[a->layers[i].in[k]] = i;
+	for (int k = 0; k < a->n_outputs; k++)
+		last[a->outputs[k]] = nl; /* never released */
+	for (int i = 0; i < nl; i++) {
+		size_t need = n->anum[i] * (size_t)n->max_batch;
+		int best = -1;
+		for (int s = 0; s < nslots; s++)
+			if (!busy[s] && cap[s] >= need && (best < 0 || cap[s] < cap[best]))
+				best = s;
+		if (best < 0) { /* grow the largest free slot, or open a new one */
+			for (int s = 0; s < nslots; s++)
+				if (!busy[s] && (best < 0 || cap[s] > cap[best]))
+					best = s;
+			if (best < 0)
+				best = nslots++;
+			cap[best] = need;
+		}
+		busy[best] = 1;
+		slot_of[i] = best;
+		for (int k = 0; k < a->layers[i].n_in; k++)
+			if (last[a->layers[i].in[k]] == i)
+				busy[slot_of[a->layers[i].in[k]]] = 0;
+		if (last[i] == i) /* unused result: its slot is free again */
+			busy[best] = 0;
+	}
+	size_t *soff = malloc((size_t)(nslots ? nslots : 1) * sizeof *soff);
+	if (!soff) {
+		total = (size_t)-1;
+		goto out;
+	}
+	for (int s = 0; s < nslots; s++) {
+		soff[s] = total;
+		total += (cap[s] + 15) & ~(size_t)15; /* 64-byte aligned slices */
+	}
+	for (int i = 0; i < nl; i++)
+		aoff[i] = soff[slot_of[i]];
+	free(soff);
+out:
+	free(last);
+	free(slot_of);
+	free(cap);
+	free(busy);
+	return total;
+}
+
+static void *zalloc(size_t count, size_t size, mfr_error *e)
+{
+	void *p = calloc(count ? count : 1, size);
+	if (!p)
+		mfr_fail(e, "out of memory allocating %zu x %zu bytes for the network", count, size);
+	return p;
+}
+
+MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_error *e)
+{
+	if (max_batch < 1 || max_batch > 1 << 20) {
+		mfr_fail(e, "batch size %d out of range 1..%d", max_batch, 1 << 20);
+		return NULL;
+	}
+	MFR_NET_T *n = zalloc(1, sizeof *n, e);
+	if (!n)
+		return NULL;
+	int nl = a->n_layers;
+	n->a = a;
+	n->max_batch = max_batch;
+	n->training = training;
+	n->last_batch = -1;
+	if (!(n->poff = zalloc((size_t)a->n_tensors, sizeof *n->poff, e)) ||
+	    !(n->aoff = zalloc((size_t)nl, sizeof *n->aoff, e)) || !(n->anum = zalloc((size_t)nl, sizeof *n->anum, e)) ||
+	    !(n->soff = zalloc((size_t)nl, sizeof *n->soff, e)) || !(n->moff = zalloc((size_t)nl, sizeof *n->moff, e)))
+		goto fail;
+	for (int i = 0; i < a->n_tensors; i++) {
+		n->poff[i] = n->ptotal;
+		n->ptotal += (size_t)a->tensors[i].count;
+	}
+	if (!(n->params = zalloc(n->ptotal, sizeof(mfr_real), e)))
+		goto fail;
+	if (training && !(n->grads = zalloc(n->ptotal, sizeof(mfr_real), e)))
+		goto fail;
+	size_t atotal = 0, stotal = 0, mtotal = 0, wmax = 0;
+	int maxin = 2;
+	for (int i = 0; i < nl; i++) {
+		const mfr_layer *L = &a->layers[i];
+		n->anum[i] = shape_numel(&L->shape);
+		if (L->n_in > maxin)
+			maxin = L->n_in;
+		if (training) {
+			n->aoff[i] = atotal;
+			atotal += (n->anum[i] * (size_t)max_batch + 15) & ~(size_t)15;
+			n->soff[i] = stotal;
+			stotal += save_len(L, max_batch);
+			n->moff[i] = mtotal;
+			if (L->op == MFR_OP_DROPOUT)
+				mtotal += n->anum[i] * (size_t)max_batch;
+			if (work_len(L, max_batch) > wmax)
+				wmax = work_len(L, max_batch);
+		} else {
+			n->soff[i] = stotal;
+			stotal += save_len(L, max_batch);
+		}
+	}
+	if (!training && (atotal = plan_inference(n, n->aoff)) == (size_t)-1) {
+		mfr_fail(e, "out of memory planning activations");
+		goto fail;
+	}
+	if (!(n->act = zalloc(atotal, sizeof(mfr_real), e)) || !(n->save = zalloc(stotal, sizeof(mfr_real), e)) ||
+	    !(n->inbuf = zalloc((size_t)maxin, sizeof *n->inbuf, e)) ||
+	    !(n->dinbuf = zalloc((size_t)maxin, sizeof *n->dinbuf, e)) || !(n->cbuf = zalloc((size_t)maxin, sizeof *n->cbuf, e)))
+		goto fail;
+	if (training && (!(n->dact = zalloc(atotal, sizeof(mfr_real), e)) || !(n->mask = zalloc(mtotal, 1, e)) ||
+			 !(n->work = zalloc(wmax, sizeof(mfr_real), e))))
+		goto fail;
+	return n;
+fail:
+	MFR_NET(free)(n);
+	return NULL;
+}
+
+void MFR_NET(free)(MFR_NET_T *n)
+{
+	if (!n)
+		return;
+	free(n->params);
+	free(n->grads);
+	free(n->poff);
+	free(n->act);
+	free(n->dact);
+	free(n->aoff);
+	free(n->anum);
+	free(n->save);
+	free(n->soff);
+	free(n->mask);
+	free(n->moff);
+	free(n->work);
+	free(n->inbuf);
+	free(n->dinbuf);
+	free(n->cbuf);
+	free(n);
+}
+
+mfr_real *MFR_NET(params)(MFR_NET_T *n) { return n->params; }
+mfr_real *MFR_NET(grads)(MFR_NET_T *n) { return n->grads; }
+size_t MFR_NET(param_total)(const MFR_NET_T *n) { return n->ptotal; }
+mfr_real *MFR_NET(tensor)(MFR_NET_T *n, int i) { return n->params + n->poff[i]; }
+mfr_real *MFR_NET(tensor_grad)(MFR_NET_T *n, int i) { return n->grads ? n->grads + n->poff[i] : NULL; }
+
+/* ---- initialisation ---- */
+
+static const char *suffix(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot ? dot + 1 : name;
+}
+
+static int ends(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+void MFR_NET(init)(MFR_NET_T *n, uint64_t seed)
+{
+	const mfr_arch *a = n->a;
+	for (int i = 0; i < a->n_tensors; i++) {
+		const mfr_arch_tensor *t = &a->tensors[i];
+		const mfr_layer *L = &a->layers[t->layer];
+		const char *s = suffix(t->name);
+		mfr_real *p = n->params + n->poff[i];
+		mfr_rng r = {mfr_hash2(seed, (uint64_t)i)}; /* per tensor: independent of the others' sizes */
+		size_t cnt = (size_t)t->count;
+		if (L->op == MFR_OP_CONV && !strcmp(s, "weight")) {
+			double fan_out = (double)L->out * L->kh * L->kw / L->groups;
+			double sd = sqrt(2.0 / fan_out);
+			for (size_t k = 0; k < cnt; k++)
+				p[k] = (mfr_real)(sd * mfr_rng_normal(&r));
+		} else if (L->op == MFR_OP_PRELU) {
+			for (size_t k = 0; k < cnt; k++)
+				p[k] = (mfr_real)0.25;
+		} else if (ends(s, "running_var") || ((L->op == MFR_OP_BN || L->op == MFR_OP_BN1D) && !strcmp(s, "weight")) ||
+			   !strcmp(s, "bn_weight")) {
+			for (size_t k = 0; k < cnt; k++)
+				p[k] = 1;
+		} else if ((L->op == MFR_OP_LINEAR || L->op == MFR_OP_SE || L->op == MFR_OP_SPLAT) &&
+			   (ends(s, "weight") || ends(s, "bias"))) {
+			/* fan_in of the matrix this tensor belongs to: dims[1] of its weight */
+			const mfr_arch_tensor *w = ends(s, "bias") ? t - 1 : t;
+			double fan_in = w->ndim >= 2 ? w->dims[1] : 1;
+			double bound = 1.0 / sqrt(fan_in);
+			for (size_t k = 0; k < cnt; k++)
+				p[k] = (mfr_real)(bound * (2 * mfr_rng_uniform(&r) - 1));
+		} else {
+			memset(p, 0, cnt * sizeof *p); /* conv bias, bn beta, running means */
+		}
+	}
+}
+
+/* ---- forward ---- */
+
+static int conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
+{
+	*s = (mfr_conv_shape){.n = N, .ci = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .co = L->out,
+			      .kh = L->kh, .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw,
+			      .groups = L->groups};
+	return mfr_conv_shape_init(s, NULL);
+}
+
+static int pool_shape(const mfr_layer *L, int N, mfr_pool_shape *s)
+{
+	*s = (mfr_pool_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .kh = L->kh,
+			      .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw};
+	return mfr_pool_shape_init(s, NULL);
+}
+
+static int pad_shape(const mfr_layer *L, int N, mfr_pad_shape *s)
+{
+	*s = (mfr_pad_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .top = L->pt,
+			     .bottom = L->pb, .left = L->pl, .right = L->pr};
+	return mfr_pad_shape_init(s, NULL);
+}
+
+int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, uint64_t seed, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	if (batch < 1 || batch > n->max_batch)
+		return mfr_fail(e, "batch of %d images: this network was built for 1..%d", batch, n->max_batch);
+	if (training && !n->training)
+		return mfr_fail(e, "training forward on a network built for inference");
+	int N = batch;
+	for (int i = 0; i < a->n_layers; i++) {
+		const mfr_layer *L = &a->layers[i];
+		mfr_real *out = ACT(n, i), *sv = n->save + n->soff[i];
+		const mfr_real *in = L->n_in ? ACT(n, L->in[0]) : NULL;
+		const mfr_shape *is = &L->in_shape;
+		int C = is->c, HW = is->h * is->w;
+		size_t cnt = n->anum[i] * (size_t)N;
+		switch (L->op) {
+		case MFR_OP_INPUT: memcpy(out, x, cnt * sizeof *out); break;
+		case MFR_OP_CONV: {
+			mfr_conv_shape s;
+			if (conv_shape(L, N, &s) < 0)
+				return mfr_fail(e, "conv '%s': bad shape", L->name);
+			MFR_REF(conv2d_forward)(out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s);
+			break;
+		}
+		case MFR_OP_BN:
+		case MFR_OP_BN1D:
+			MFR_REF(batchnorm_forward)(out, sv, sv + C, P(n, L, 2), P(n, L, 3), in, P(n, L, 0), P(n, L, 1), N, C,
+						   HW, training, L->eps, L->momentum);
+			break;
+		case MFR_OP_PRELU: MFR_REF(prelu_forward)(out, in, P(n, L, 0), N, C, HW); break;
+		case MFR_OP_RELU: MFR_REF(relu_forward)(out, in, cnt); break;
+		case MFR_OP_SIGMOID: MFR_REF(sigmoid_forward)(out, in, cnt); break;
+		case MFR_OP_ADD:
+			MFR_REF(add_forward)(out, in, ACT(n, L->in[1]), cnt);
+			for (int k = 2; k < L->n_in; k++)
+				MFR_REF(add_forward)(out, out, ACT(n, L->in[k]), cnt);
+			break;
+		case MFR_OP_CONCAT:
+			for (int k = 0; k < L->n_in; k++) {
+				n->inbuf[k] = ACT(n, L->in[k]);
+				n->cbuf[k] = a->layers[L->in[k]].shape.c;
+			}
+			MFR_REF(concat_forward)(out, n->inbuf, L->n_in, n->cbuf, N, L->shape.h * L->shape.w);
+			break;
+		case MFR_OP_GAP: MFR_REF(gap_forward)(out, in, N, C, HW); break;
+		case MFR_OP_MAXPOOL:
+		case MFR_OP_AVGPOOL: {
+			mfr_pool_shape s;
+			if (pool_shape(L, N, &s) < 0)
+				return mfr_fail(e, "%s '%s': bad shape", mfr_op_name(L->op), L->name);
+			if (L->op == MFR_OP_MAXPOOL)
+				MFR_REF(maxpool2d_forward)(out, in, &s);
+			else
+				MFR_REF(avgpool2d_forward)(out, in, &s);
+			break;
+		}
+		case MFR_OP_PAD: {
+			mfr_pad_shape s;
+			if (pad_shape(L, N, &s) < 0)
+				return mfr_fail(e, "pad '%s': bad shape", L->name);
+			MFR_REF(pad2d_forward)(out, in, &s);
+			break;
+		}
+		case MFR_OP_CHPAD: MFR_REF(chanpad_forward)(out, in, N, C, L->out, HW); break;
+		case MFR_OP_DROPOUT:
+			if (training && L->p > 0)
+				MFR_REF(dropout_forward)(out, n->mask + n->moff[i], in, L->p, mfr_hash2(seed, (uint64_t)i), cnt);
+			else
+				memcpy(out, in, cnt * sizeof *out);
+			break;
+		case MFR_OP_FLATTEN: memcpy(out, in, cnt * sizeof *out); break;
+		case MFR_OP_LINEAR:
+			MFR_REF(linear_forward)(out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, N, C, L->out);
+			break;
+		case MFR_OP_L2NORM: MFR_REF(l2norm_forward)(out, sv, in, N, C, L2_EPS); break;
+		case MFR_OP_SE: {
+			int Cr = C / L->r;
+			MFR_REF(se_forward)(out, sv, sv + (size_t)N * C, sv + (size_t)N * (C + Cr), in, P(n, L, 0), P(n, L, 1),
+					    P(n, L, 2), P(n, L, 3), N, C, Cr, HW);
+			break;
+		}
+		case MFR_OP_SPLAT:
+			MFR_REF(splat_forward)(out, sv, P(n, L, 4), P(n, L, 5), in, P(n, L, 0), P(n, L, 1), P(n, L, 2),
+					       P(n, L, 3), P(n, L, 6), P(n, L, 7), N, L->shape.c, L->radix, 1, L->inter, HW,
+					       training, SPLAT_EPS, SPLAT_MOMENTUM);
+			break;
+		default: return mfr_fail(e, "layer '%s': op %d cannot run", L->name, (int)L->op);
+		}
+	}
+	n->last_batch = batch;
+	n->last_training = training;
+	return 0;
+}
+
+mfr_real *MFR_NET(output)(MFR_NET_T *n, int k, size_t *dim)
+{
+	int i = n->a->outputs[k];
+	if (dim)
+		*dim = n->anum[i];
+	return ACT(n, i);
+}
+
+mfr_real *MFR_NET(input_grad)(MFR_NET_T *n) { return n->dact ? DACT(n, 0) : NULL; }
+
+void MFR_NET(zero_grad)(MFR_NET_T *n)
+{
+	if (n->grads)
+		memset(n->grads, 0, n->ptotal * sizeof *n->grads);
+}
+
+/* ---- backward ---- */
+
+int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	if (!n->training || n->last_batch < 1 || !n->last_training)
+		return mfr_fail(e, "backward needs a training forward first");
+	int N = n->last_batch;
+	for (int i = 0; i < a->n_layers; i++)
+		memset(DACT(n, i), 0, n->anum[i] * (size_t)N * sizeof(mfr_real));
+	for (int k = 0; k < a->n_outputs; k++)
+		if (dout[k]) {
+			int o = a->outputs[k];
+			mfr_real *d = DACT(n, o);
+			for (size_t j = 0; j < n->anum[o] * (size_t)N; j++)
+				d[j] += dout[k][j];
+		}
+	for (int i = a->n_layers - 1; i > 0; i--) {
+		const mfr_layer *L = &a->layers[i];
+		const mfr_real *dy = DACT(n, i), *y = ACT(n, i), *sv = n->save + n->soff[i];
+		const mfr_real *in = L->n_in ? ACT(n, L->in[0]) : NULL;
+		mfr_real *dx = L->n_in ? DACT(n, L->in[0]) : NULL;
+		const mfr_shape *is = &L->in_shape;
+		int C = is->c, HW = is->h * is->w;
+		size_t cnt = n->anum[i] * (size_t)N;
+		switch (L->op) {
+		case MFR_OP_CONV: {
+			mfr_conv_shape s;
+			conv_shape(L, N, &s);
+			MFR_REF(conv2d_backward)(dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), &s);
+			break;
+		}
+		case MFR_OP_BN:
+		case MFR_OP_BN1D:
+			MFR_REF(batchnorm_backward)(dx, G(n, L, 0), G(n, L, 1), dy, in, P(n, L, 0), sv, sv + C, N, C, HW, 1);
+			break;
+		case MFR_OP_PRELU: MFR_REF(prelu_backward)(dx, G(n, L, 0), dy, in, P(n, L, 0), N, C, HW); break;
+		case MFR_OP_RELU: MFR_REF(relu_backward)(dx, dy, y, cnt); break;
+		case MFR_OP_SIGMOID: MFR_REF(sigmoid_backward)(dx, dy, y, cnt); break;
+		case MFR_OP_ADD:
+			for (int k = 0; k < L->n_in; k++) {
+				mfr_real *d = DACT(n, L->in[k]);
+				for (size_t j = 0; j < cnt; j++)
+					d[j] += dy[j];
+			}
+			break;
+		case MFR_OP_CONCAT:
+			for (int k = 0; k < L->n_in; k++) {
+				n->dinbuf[k] = DACT(n, L->in[k]);
+				n->cbuf[k] = a->layers[L->in[k]].shape.c;
+			}
+			MFR_REF(concat_backward)(n->dinbuf, dy, L->n_in, n->cbuf, N, L->shape.h * L->shape.w);
+			break;
+		case MFR_OP_GAP: MFR_REF(gap_backward)(dx, dy, N, C, HW); break;
+		case MFR_OP_MAXPOOL:
+		case MFR_OP_AVGPOOL: {
+			mfr_pool_shape s;
+			pool_shape(L, N, &s);
+			if (L->op == MFR_OP_MAXPOOL)
+				MFR_REF(maxpool2d_backward)(dx, dy, in, &s);
+			else
+				MFR_REF(avgpool2d_backward)(dx, dy, &s);
+			break;
+		}
+		case MFR_OP_PAD: {
+			mfr_pad_shape s;
+			pad_shape(L, N, &s);
+			MFR_REF(pad2d_backward)(dx, dy, &s);
+			break;
+		}
+		case MFR_OP_CHPAD: MFR_REF(chanpad_backward)(dx, dy, N, C, L->out, HW); break;
+		case MFR_OP_DROPOUT:
+		case MFR_OP_FLATTEN:
+			if (L->op == MFR_OP_DROPOUT && L->p > 0)
+				MFR_REF(dropout_backward)(dx, dy, n->mask + n->moff[i], L->p, cnt);
+			else /* flatten, and dropout with p = 0, are the identity */
+				for (size_t j = 0; j < cnt; j++)
+					dx[j] += dy[j];
+			break;
+		case MFR_OP_LINEAR:
+			MFR_REF(linear_backward)(dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), N, C, L->out);
+			break;
+		case MFR_OP_L2NORM: MFR_REF(l2norm_backward)(dx, dy, in, sv, N, C, L2_EPS); break;
+		case MFR_OP_SE: {
+			int Cr = C / L->r;
+			MFR_REF(se_backward)(dx, G(n, L, 0), G(n, L, 1), G(n, L, 2), G(n, L, 3), n->work, dy, in, P(n, L, 0),
+					     P(n, L, 2), sv, sv + (size_t)N * C, sv + (size_t)N * (C + Cr), N, C, Cr, HW);
+			break;
+		}
+		case MFR_OP_SPLAT:
+			MFR_REF(splat_backward)(dx, G(n, L, 0), G(n, L, 1), G(n, L, 2), G(n, L, 3), G(n, L, 6), G(n, L, 7),
+						n->work, dy, in, P(n, L, 0), P(n, L, 2), P(n, L, 6), sv, N, L->shape.c,
+						L->radix, 1, L->inter, HW, 1);
+			break;
+		default: return mfr_fail(e, "layer '%s': op %d has no backward", L->name, (int)L->op);
+		}
+	}
+	return 0;
+}
+
+/* ---- model files (float build only) ---- */
+
+#ifndef MFR_REAL_DOUBLE
+int mfr_net_load(mfr_net *n, const mfr_model *m, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	for (int i = 0; i < a->n_tensors; i++) {
+		const mfr_arch_tensor *t = &a->tensors[i];
+		const mfr_tensor *mt = mfr_model_find(m, t->name);
+		if (!mt)
+			return mfr_fail(e, "the model has no tensor '%s'", t->name);
+		int ok = mt->ndim == t->ndim;
+		for (int d = 0; ok && d < t->ndim; d++)
+			ok = mt->dims[d] == t->dims[d];
+		if (!ok)
+			return mfr_fail(e, "tensor '%s' has the wrong shape for this architecture", t->name);
+		memcpy(n->params + n->poff[i], mt->data, mt->numel * sizeof(float));
+	}
+	if (m->ntensors != a->n_tensors) {
+		for (int k = 0; k < m->ntensors; k++) {
+			int found = 0;
+			for (int i = 0; i < a->n_tensors && !found; i++)
+				found = !strcmp(a->tensors[i].name, m->tensors[k].name);
+			if (!found)
+				return mfr_fail(e, "the model's tensor '%s' is not in the architecture", m->tensors[k].name);
+		}
+	}
+	return 0;
+}
+
+int mfr_net_store(mfr_net *n, mfr_model *m, int half, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	for (int i = 0; i < a->n_tensors; i++) {
+		const mfr_arch_tensor *t = &a->tensors[i];
+		int64_t dims[4];
+		for (int d = 0; d < t->ndim; d++)
+			dims[d] = t->dims[d];
+		mfr_tensor *mt = mfr_model_add(m, t->name, half ? MFR_TDTYPE_F16 : MFR_TDTYPE_F32, t->ndim, dims, e);
+		if (!mt)
+			return -1;
+		memcpy(mt->data, n->params + n->poff[i], mt->numel * sizeof(float));
+	}
+	return 0;
+}
+#endif

@@ -1,0 +1,143 @@
+/* test_net_float.c — the graph executor's float API: float against the
+ * double build on the same weights, the inference memory plan against the
+ * keep-everything layout, model save and load bit-exact, seeded
+ * initialisation, and errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arch.h"
+#include "check.h"
+#include "model.h"
+#include "net.h"
+#include "tiny_arch.h"
+
+/* The double build's API (common64/net.o), declared by hand: one file can
+ * see only one mfr_real. Keep in step with net.h. */
+typedef struct mfr_net64 mfr_net64;
+mfr_net64 *mfr_net64_new(const mfr_arch *a, int max_batch, int training, mfr_error *e);
+void mfr_net64_free(mfr_net64 *n);
+double *mfr_net64_params(mfr_net64 *n);
+void mfr_net64_init(mfr_net64 *n, uint64_t seed);
+int mfr_net64_forward(mfr_net64 *n, const double *x, int batch, int training, uint64_t seed, mfr_error *e);
+double *mfr_net64_output(mfr_net64 *n, int k, size_t *dim);
+
+static mfr_arch *parse(const char *text)
+{
+	mfr_error e;
+	mfr_arch *a = mfr_arch_parse(text, strlen(text), "tiny.arch", &e);
+	if (!a)
+		fprintf(stderr, "parse: %s\n", e.msg);
+	return a;
+}
+
+/* float and double nets with the same weights agree; the inference plan
+ * (buffers reused) gives exactly the keep-everything layout's outputs */
+static void test_float_double_and_plan(void)
+{
+	mfr_arch *a = parse(TINY);
+	if (!a)
+		return;
+	mfr_error e;
+	int N = 4;
+	mfr_net *fn = mfr_net_new(a, N, 1, &e), *fi = mfr_net_new(a, N, 0, &e);
+	mfr_net64 *dn = mfr_net64_new(a, N, 0, &e);
+	CHECK(fn && fi && dn);
+	mfr_net_init(fn, 3);
+	mfr_net64_init(dn, 3);
+	memcpy(mfr_net_params(fi), mfr_net_params(fn), mfr_net_param_total(fn) * sizeof(float));
+	size_t xin = (size_t)N * 3 * 9 * 8;
+	float *xf = malloc(xin * sizeof *xf);
+	double *xd = malloc(xin * sizeof *xd);
+	mfr_rng r = {5};
+	for (size_t i = 0; i < xin; i++)
+		xd[i] = xf[i] = (float)(2 * mfr_rng_uniform(&r) - 1);
+	/* same seed, same init: float params are the double ones rounded */
+	int same_init = 1;
+	for (size_t i = 0; i < mfr_net_param_total(fn); i++)
+		same_init &= mfr_net_params(fn)[i] == (float)mfr_net64_params(dn)[i];
+	CHECK(same_init);
+	CHECK(mfr_net_forward(fn, xf, N, 0, 1, &e) == 0);
+	CHECK(mfr_net_forward(fi, xf, N, 0, 1, &e) == 0);
+	CHECK(mfr_net64_forward(dn, xd, N, 0, 1, &e) == 0);
+	for (int k = 0; k < 2; k++) {
+		size_t dim;
+		float *of = mfr_net_output(fn, k, &dim), *oi = mfr_net_output(fi, k, NULL);
+		double *od = mfr_net64_output(dn, k, NULL), worst = 0;
+		CHECK(memcmp(of, oi, dim * (size_t)N * sizeof *of) == 0);
+		for (size_t i = 0; i < dim * (size_t)N; i++)
+			worst = fmax(worst, fabs(of[i] - od[i]) / fmax(fabs(od[i]), 1));
+		CHECK(worst < 1e-5);
+	}
+	/* l2norm output has unit rows */
+	size_t dim;
+	float *o = mfr_net_output(fn, 0, &dim);
+	double s = 0;
+	for (size_t i = 0; i < dim; i++)
+		s += (double)o[i] * o[i];
+	CHECK_NEAR(s, 1.0, 1e-5);
+
+	/* model round trip: store, save, load, bind: identical outputs */
+	mfr_model m = {0}, l;
+	m.arch = strdup(TINY);
+	mfr_input_spec_insightface(&m.input);
+	CHECK(mfr_net_store(fn, &m, 0, &e) == 0);
+	char path[] = "/tmp/mfr-test-net-XXXXXX";
+	close(mkstemp(path));
+	CHECK(mfr_model_save(path, &m, &e) == 0 && mfr_model_load(path, &l, &e) == 0);
+	mfr_net *back = mfr_net_new(a, N, 0, &e);
+	CHECK(back && mfr_net_load(back, &l, &e) == 0);
+	CHECK(memcmp(mfr_net_params(back), mfr_net_params(fn), mfr_net_param_total(fn) * sizeof(float)) == 0);
+	CHECK(mfr_net_forward(back, xf, N, 0, 1, &e) == 0);
+	CHECK(memcmp(mfr_net_output(back, 0, NULL), mfr_net_output(fn, 0, NULL), dim * (size_t)N * sizeof(float)) == 0);
+	/* a model missing a tensor, or with a stranger, is refused */
+	free(l.tensors[3].name);
+	l.tensors[3].name = strdup("nope.weight");
+	CHECK(mfr_net_load(back, &l, &e) == -1 && strstr(e.msg, "has no tensor"));
+	/* errors */
+	CHECK(mfr_net_forward(fi, xf, N + 1, 0, 1, &e) == -1 && strstr(e.msg, "batch"));
+	CHECK(mfr_net_forward(fi, xf, N, 1, 1, &e) == -1 && strstr(e.msg, "inference"));
+	const float *none[2] = {NULL, NULL};
+	CHECK(mfr_net_backward(fi, none, &e) == -1);
+	remove(path);
+	mfr_model_free(&m);
+	mfr_model_free(&l);
+	mfr_net_free(back);
+	mfr_net_free(fn);
+	mfr_net_free(fi);
+	mfr_net64_free(dn);
+	free(xf);
+	free(xd);
+	mfr_arch_free(a);
+}
+
+/* Kaiming fan-out init has the right spread on a big conv */
+static void test_init(void)
+{
+	mfr_arch *a = parse("mfr-arch 1\ninput x 64 4 4\nconv c x out=128 k=3 p=1\noutput c\n");
+	if (!a)
+		return;
+	mfr_error e;
+	mfr_net *n = mfr_net_new(a, 1, 0, &e);
+	mfr_net_init(n, 9);
+	float *w = mfr_net_tensor(n, 0);
+	size_t cnt = 128 * 64 * 9;
+	double s = 0, s2 = 0;
+	for (size_t i = 0; i < cnt; i++) {
+		s += w[i];
+		s2 += (double)w[i] * w[i];
+	}
+	double sd = sqrt(s2 / cnt - (s / cnt) * (s / cnt)), want = sqrt(2.0 / (128 * 9));
+	CHECK_NEAR(sd / want, 1.0, 0.02); /* 73,728 draws: the sample std is within 1% */
+	CHECK(fabs(s / cnt) < 3 * want / sqrt((double)cnt));
+	mfr_net_free(n);
+	mfr_arch_free(a);
+}
+
+int main(void)
+{
+	test_float_double_and_plan();
+	test_init();
+	return check_done();
+}
