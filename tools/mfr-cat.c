@@ -16,7 +16,7 @@
 #include "stream.h"  /* defines: mfr_reader_*, mfr_writer_*, mfr_index_build */
 
 enum { O_VERIFY = 256, O_DECODE, O_STATS, O_LIST, O_SHUFFLE, O_MEM, O_SPLIT, O_SPLIT_BY, O_EXTRACT,
-       O_NAMES, O_INDEX, O_REINDEX, O_IDS, O_LABELS, O_MASKED, O_UNMASKED, O_CAP };
+       O_NAMES, O_INDEX, O_REINDEX, O_IDS, O_LABELS, O_MASKED, O_UNMASKED, O_CAP, O_VALUES };
 
 static const mfr_option opts[] = {
 	{"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed on success) instead of stdout"},
@@ -25,6 +25,7 @@ static const mfr_option opts[] = {
 	{"decode", O_DECODE, NULL, "with --verify, also decode every image"},
 	{"stats", O_STATS, NULL, "print records, identities, images per identity, masked share, sizes"},
 	{"list", O_LIST, NULL, "print one TSV line per record (file, offset, id, label, flags, ...)"},
+	{"values", O_VALUES, NULL, "with --list on EMBEDDING records, also print the vector's values"},
 	{"shuffle", O_SHUFFLE, "SEED", "write the records in a seeded random order (works past memory)"},
 	{"mem", O_MEM, "MIB", "memory for --shuffle before spilling to $TMPDIR (default 1024)"},
 	{"split", O_SPLIT, "N", "write N shards PREFIX-K.mfr (K = 0..N-1); -o gives PREFIX"},
@@ -44,7 +45,7 @@ static const mfr_tool tool = {
 	"mfr-cat",
 	"[-o FILE [--index]] [selection] [FILE...]\n"
 	"--verify [--decode] [FILE...]\n"
-	"--stats | --list [selection] [FILE...]\n"
+	"--stats | --list [--values] [selection] [FILE...]\n"
 	"--shuffle SEED [--mem MIB] [-o FILE] [selection] [FILE...]\n"
 	"--split N [--split-by record|id|label] -o PREFIX [selection] [FILE...]\n"
 	"--extract DIR [--names FILE] [selection] [FILE...]\n"
@@ -385,7 +386,7 @@ static int do_stats(const input *in)
 
 /* ---- --list ---- */
 
-static int do_list(const input *in)
+static int do_list(const input *in, int values)
 {
 	mfr_reader *r = open_input(in, 0);
 	const mfr_schema *sc = mfr_reader_schema(r);
@@ -394,8 +395,12 @@ static int do_list(const input *in)
 	mfr_record rec;
 	if (sc->kind == MFR_KIND_FACE)
 		printf("file\trecord\toffset\tid\tlabel\tflags\twidth\theight\tchannels\tencoding\tbytes\n");
-	else
-		printf("file\trecord\toffset\tid\tlabel\tflags\n");
+	else {
+		printf("file\trecord\toffset\tid\tlabel\tflags");
+		for (uint32_t d = 0; values && d < sc->dim; d++)
+			printf("\tv%u", d);
+		putchar('\n');
+	}
 	while (next_rec(r, in, &rec)) {
 		parsed p;
 		parse_record(sc, &rec, vec, &p);
@@ -405,7 +410,9 @@ static int do_list(const input *in)
 			const mfr_face *f = &p.face;
 			printf("\t%u\t%u\t%u\t%s\t%u", f->width, f->height, f->channels, encname[f->encoding],
 			       f->image_size);
-		}
+		} else if (values)
+			for (uint32_t d = 0; d < sc->dim; d++)
+				printf("\t%.9g", vec[d]);
 		putchar('\n');
 	}
 	free(vec);
@@ -708,7 +715,7 @@ static int do_extract(const input *in, const char *dir, const char *names_path)
 int main(int argc, char **argv)
 {
 	const char *out = NULL, *extract = NULL, *names = NULL, *split_by = "record";
-	int verify = 0, decode = 0, stats = 0, list = 0, shuffle = 0, split = 0, with_index = 0, reindex = 0;
+	int verify = 0, decode = 0, stats = 0, list = 0, values = 0, shuffle = 0, split = 0, with_index = 0, reindex = 0;
 	uint64_t seed = 0, mem = 1024;
 	input in = {0};
 	mfr_map_init(&in.sel.ids);
@@ -739,6 +746,7 @@ int main(int argc, char **argv)
 		case O_LABELS: load_keys(optarg, &in.sel.labels, 1); in.sel.use_labels = 1; break;
 		case O_MASKED: in.sel.masked = 1; break;
 		case O_UNMASKED: in.sel.masked = -1; break;
+		case O_VALUES: values = 1; break;
 		case O_CAP: in.cap = (uint32_t)mfr_parse_int(optarg, 1, 256, "--cap (MiB)") << 20; break;
 		}
 	}
@@ -746,6 +754,8 @@ int main(int argc, char **argv)
 		mfr_usage_error("--verify, --stats, --list, --shuffle, --split, --extract and --reindex exclude each other");
 	if (decode && !verify)
 		mfr_usage_error("--decode goes with --verify");
+	if (values && !list)
+		mfr_usage_error("--values goes with --list");
 	if (names && !extract)
 		mfr_usage_error("--names goes with --extract");
 	if (split && !out)
@@ -777,7 +787,7 @@ int main(int argc, char **argv)
 	else if (stats)
 		rc = do_stats(&in);
 	else if (list)
-		rc = do_list(&in);
+		rc = do_list(&in, values);
 	else if (shuffle)
 		rc = do_shuffle(&in, seed, mem, out, with_index, argc, argv);
 	else if (split)
