@@ -9,6 +9,9 @@
 
 #include "layers_elem.h"    /* defines: batchnorm, prelu, relu, sigmoid, add, concat, l2norm, se, splat */
 #include "layers_spatial.h" /* defines: conv2d, pools, gap, pad2d, chanpad, linear, dropout */
+#ifndef MFR_REAL_DOUBLE
+#include "dnnl_cpu.h" /* defines: mfr_conv2d_forward_cpu, ... (oneDNN, or the reference without it) */
+#endif
 
 #define SPLAT_EPS 1e-5 /* data-formats.md 8.3: the inner bn of splat */
 #define SPLAT_MOMENTUM 0.1
@@ -18,6 +21,7 @@ struct MFR_NET_T {
 	const mfr_arch *a;
 	int max_batch, training;
 	int last_batch, last_training; /* of the last forward; -1 before any */
+	int reference;            /* 1: conv and linear on the reference layers too */
 	mfr_real *params, *grads;
 	size_t *poff, ptotal;
 	mfr_real *act, *dact;     /* activations and (training) their gradients */
@@ -277,6 +281,63 @@ void MFR_NET(init)(MFR_NET_T *n, uint64_t seed)
 	}
 }
 
+/* ---- the heavy layers: the fast CPU backend in the float build, unless the
+ * net is set to reference; the reference alone in the double build ---- */
+
+void MFR_NET(set_reference)(MFR_NET_T *n, int on) { n->reference = on; }
+
+static int conv_fwd(MFR_NET_T *n, mfr_real *out, const mfr_real *in, const mfr_real *w, const mfr_real *b,
+		    const mfr_conv_shape *s, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	if (!n->reference)
+		return mfr_conv2d_forward_cpu(out, in, w, b, s, e);
+#endif
+	(void)n;
+	(void)e;
+	MFR_REF(conv2d_forward)(out, in, w, b, s);
+	return 0;
+}
+
+static int conv_bwd(MFR_NET_T *n, mfr_real *din, mfr_real *dw, mfr_real *db, const mfr_real *dout,
+		    const mfr_real *in, const mfr_real *w, const mfr_conv_shape *s, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	if (!n->reference)
+		return mfr_conv2d_backward_cpu(din, dw, db, dout, in, w, s, e);
+#endif
+	(void)n;
+	(void)e;
+	MFR_REF(conv2d_backward)(din, dw, db, dout, in, w, s);
+	return 0;
+}
+
+static int linear_fwd(MFR_NET_T *n, mfr_real *out, const mfr_real *in, const mfr_real *w, const mfr_real *b, int N,
+		      int ni, int no, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	if (!n->reference)
+		return mfr_linear_forward_cpu(out, in, w, b, N, ni, no, e);
+#endif
+	(void)n;
+	(void)e;
+	MFR_REF(linear_forward)(out, in, w, b, N, ni, no);
+	return 0;
+}
+
+static int linear_bwd(MFR_NET_T *n, mfr_real *din, mfr_real *dw, mfr_real *db, const mfr_real *dout,
+		      const mfr_real *in, const mfr_real *w, int N, int ni, int no, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	if (!n->reference)
+		return mfr_linear_backward_cpu(din, dw, db, dout, in, w, N, ni, no, e);
+#endif
+	(void)n;
+	(void)e;
+	MFR_REF(linear_backward)(din, dw, db, dout, in, w, N, ni, no);
+	return 0;
+}
+
 /* ---- forward ---- */
 
 static int conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
@@ -322,7 +383,8 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			mfr_conv_shape s;
 			if (conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
-			MFR_REF(conv2d_forward)(out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s);
+			if (conv_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s, e) < 0)
+				return -1;
 			break;
 		}
 		case MFR_OP_BN:
@@ -373,7 +435,8 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			break;
 		case MFR_OP_FLATTEN: memcpy(out, in, cnt * sizeof *out); break;
 		case MFR_OP_LINEAR:
-			MFR_REF(linear_forward)(out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, N, C, L->out);
+			if (linear_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, N, C, L->out, e) < 0)
+				return -1;
 			break;
 		case MFR_OP_L2NORM: MFR_REF(l2norm_forward)(out, sv, in, N, C, L2_EPS); break;
 		case MFR_OP_SE: {
@@ -440,7 +503,8 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
 			conv_shape(L, N, &s);
-			MFR_REF(conv2d_backward)(dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), &s);
+			if (conv_bwd(n, dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), &s, e) < 0)
+				return -1;
 			break;
 		}
 		case MFR_OP_BN:
@@ -491,7 +555,8 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 					dx[j] += dy[j];
 			break;
 		case MFR_OP_LINEAR:
-			MFR_REF(linear_backward)(dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), N, C, L->out);
+			if (linear_bwd(n, dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), N, C, L->out, e) < 0)
+				return -1;
 			break;
 		case MFR_OP_L2NORM: MFR_REF(l2norm_backward)(dx, dy, in, sv, N, C, L2_EPS); break;
 		case MFR_OP_SE: {

@@ -10,7 +10,9 @@
  *
  * Like the layers, this file is compiled twice (real.h): for float as the
  * mfr_net_* API, and for double as mfr_net64_* so that whole-network
- * gradient checks run in float64. Model-file I/O exists in the float build
+ * gradient checks run in float64. In the float build conv and linear run on
+ * the fast CPU backend (oneDNN, multi-threaded; dnnl_cpu.h), the other
+ * layers on the reference. Model-file I/O exists in the float build
  * only. It is not a trainer (no loss, no optimizer) and holds no threads.
  */
 #ifndef MFR_NET_H
@@ -47,6 +49,11 @@ mfr_real *MFR_NET(grads)(MFR_NET_T *n); /* same layout; NULL when not training *
 size_t MFR_NET(param_total)(const MFR_NET_T *n);
 mfr_real *MFR_NET(tensor)(MFR_NET_T *n, int i);
 mfr_real *MFR_NET(tensor_grad)(MFR_NET_T *n, int i);
+
+/* on = 1 runs conv and linear on the reference layers instead of the fast
+ * CPU backend (dnnl_cpu.h), for tests that hold one against the other. The
+ * double build always uses the reference. */
+void MFR_NET(set_reference)(MFR_NET_T *n, int on);
 
 /* Seeded initialisation, deterministic across platforms: conv weights
  * Kaiming normal, fan-out mode (std = sqrt(2 / (out * kh * kw / groups)),

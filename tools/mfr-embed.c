@@ -14,6 +14,7 @@
 
 #include "arch.h"   /* defines: mfr_arch_load, mfr_arch_describe */
 #include "cli.h"    /* defines: mfr_getopt, mfr_die */
+#include "dnnl_cpu.h" /* defines: mfr_cpu_set_threads, mfr_cpu_backend */
 #include "image.h"  /* defines: mfr_image_decode, mfr_align_face */
 #include "model.h"  /* defines: mfr_model_load */
 #include "net.h"    /* defines: mfr_net_* */
@@ -147,7 +148,7 @@ int main(int argc, char **argv)
 	}
 	if (!model_path)
 		mfr_usage_error("no model: give -m MODEL");
-	(void)threads; /* the reference layers are single-threaded */
+	mfr_cpu_set_threads(threads);
 
 	mfr_model m;
 	if (mfr_model_load(model_path, &m, &e) < 0)
@@ -259,8 +260,9 @@ int main(int argc, char **argv)
 	mfr_reader_close(r);
 	if (mfr_writer_close(w, &e) < 0)
 		mfr_die_error(&e);
-	fprintf(stderr, "mfr-embed: %llu faces in %.2f s (%.1f img/s%s)\n", (unsigned long long)done, secs,
-		secs > 0 ? done / secs : 0.0, flip ? ", each also mirrored" : "");
+	fprintf(stderr, "mfr-embed: %llu faces in %.2f s (%.1f img/s%s; %s, %d threads)\n", (unsigned long long)done,
+		secs, secs > 0 ? done / secs : 0.0, flip ? ", each also mirrored" : "", mfr_cpu_backend(),
+		mfr_cpu_threads());
 	mfr_jpeg_free(fd.jpeg);
 	free(fd.x);
 	free(fd.ids);
