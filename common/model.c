@@ -97,7 +97,8 @@ mfr_tensor *mfr_model_add(mfr_model *m, const char *name, uint16_t dtype, int nd
 	m->tensors = t;
 	t = &m->tensors[m->ntensors];
 	*t = (mfr_tensor){.dtype = dtype, .ndim = ndim, .numel = numel};
-	memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
+	if (ndim)
+		memcpy(t->dims, dims, (size_t)ndim * sizeof *dims);
 	t->name = strdup(name);
 	t->data = calloc(numel, sizeof(float));
 	if (!t->name || !t->data) {

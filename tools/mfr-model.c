@@ -1,22 +1,25 @@
 /* mfr-model — create and inspect model files (.mfrm): a fresh model of an
- * architecture with seeded initial weights, a model's summary, or its
- * architecture text (to edit and reuse). */
+ * architecture with seeded initial weights, a real pretrained one converted
+ * (dlib's face descriptor from face-api.js's weights), a model's summary, or
+ * its architecture text (to edit and reuse). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arch.h"  /* defines: mfr_arch_load, mfr_arch_describe */
 #include "cli.h"   /* defines: mfr_getopt, mfr_die */
+#include "dlib.h"  /* defines: mfr_dlib_convert */
 #include "model.h" /* defines: mfr_model_* */
 #include "net.h"   /* defines: mfr_net_init, mfr_net_store */
 
-enum { O_NEW = 256, O_INFO, O_ARCH, O_SEED, O_FP16 };
+enum { O_NEW = 256, O_INFO, O_ARCH, O_SEED, O_FP16, O_FROM_DLIB };
 
 static const mfr_option opts[] = {
 	{"new", O_NEW, "ARCH", "create a model of ARCH (preset name or .arch file) with seeded weights"},
 	{"seed", O_SEED, "S", "with --new: the initialisation seed (default 1)"},
 	{"fp16", O_FP16, NULL, "with --new: store the tensors as fp16"},
-	{"output", 'o', "FILE", "with --new: the model file to write (required)"},
+	{"from-dlib", O_FROM_DLIB, "DIR", "convert dlib's face descriptor from face-api.js's weights in DIR"},
+	{"output", 'o', "FILE", "with --new or --from-dlib: the model file to write (required)"},
 	{"info", O_INFO, "MODEL", "print a model's input convention, tensors and layer table"},
 	{"arch", O_ARCH, "MODEL", "print a model's architecture text"},
 	{0},
@@ -25,16 +28,20 @@ static const mfr_option opts[] = {
 static const mfr_tool tool = {
 	"mfr-model",
 	"--new ARCH [--seed S] [--fp16] -o MODEL\n"
+	"--from-dlib DIR -o MODEL\n"
 	"--info MODEL\n"
 	"--arch MODEL",
 	"Create a model file with seeded initial weights (insightface's input convention:\n"
-	"112x112 RGB, (x - 127.5) / 128, the ArcFace template), or inspect one.",
+	"112x112 RGB, (x - 127.5) / 128, the ArcFace template); convert dlib's ResNet face\n"
+	"descriptor from face-api.js's TensorFlow.js weights (DIR holds\n"
+	"face_recognition_model-weights_manifest.json and its .bin; 150x150 input, dlib's\n"
+	"template and normalisation); or inspect a model.",
 	opts,
 };
 
 int main(int argc, char **argv)
 {
-	const char *new_arch = NULL, *info = NULL, *arch = NULL, *out = NULL;
+	const char *new_arch = NULL, *info = NULL, *arch = NULL, *out = NULL, *dlib = NULL;
 	uint64_t seed = 1;
 	int fp16 = 0, c;
 	while ((c = mfr_getopt(&tool, argc, argv)) != -1) {
@@ -45,17 +52,32 @@ int main(int argc, char **argv)
 		case 'o': out = optarg; break;
 		case O_INFO: info = optarg; break;
 		case O_ARCH: arch = optarg; break;
+		case O_FROM_DLIB: dlib = optarg; break;
 		}
 	}
 	if (optind < argc)
 		mfr_usage_error("unexpected operand '%s'", argv[optind]);
-	if (!!new_arch + !!info + !!arch != 1)
-		mfr_usage_error("give one of --new, --info, --arch");
-	if (new_arch && !out)
-		mfr_usage_error("--new needs -o MODEL");
-	if (!new_arch && (out || fp16))
-		mfr_usage_error("-o and --fp16 go with --new");
+	if (!!new_arch + !!info + !!arch + !!dlib != 1)
+		mfr_usage_error("give one of --new, --from-dlib, --info, --arch");
+	if ((new_arch || dlib) && !out)
+		mfr_usage_error("%s needs -o MODEL", new_arch ? "--new" : "--from-dlib");
+	if (!new_arch && !dlib && out)
+		mfr_usage_error("-o goes with --new or --from-dlib");
+	if (!new_arch && fp16)
+		mfr_usage_error("--fp16 goes with --new");
 	mfr_error e;
+	if (dlib) {
+		mfr_model m;
+		if (mfr_dlib_convert(dlib, &m, &e) < 0 || mfr_model_save(out, &m, &e) < 0)
+			mfr_die_error(&e);
+		size_t values = 0;
+		for (int i = 0; i < m.ntensors; i++)
+			values += m.tensors[i].numel;
+		fprintf(stderr, "mfr-model: '%s': dlib's ResNet face descriptor, %d tensors, %zu values, 150x150 input\n",
+			out, m.ntensors, values);
+		mfr_model_free(&m);
+		return mfr_close_stdout(0);
+	}
 	if (new_arch) {
 		mfr_arch *a = mfr_arch_load(new_arch, &e);
 		if (!a)
