@@ -66,7 +66,9 @@ typedef struct {
 void mfr_input_spec_insightface(mfr_input_spec *s);
 
 /* Adds a zero-filled tensor (name copied, dims[0..ndim)) to m and returns it,
- * or NULL with e filled (duplicate name, bad name or dims, no memory). */
+ * or NULL with e filled (duplicate name, bad name or dims, no memory). The
+ * pointer is valid until the next mfr_model_add (the table may move); find
+ * tensors again by name afterwards. */
 mfr_tensor *mfr_model_add(mfr_model *m, const char *name, uint16_t dtype, int ndim, const int64_t *dims,
 			  mfr_error *e);
 

@@ -17,11 +17,13 @@ static void build(mfr_model *m)
 	m->arch = strdup("mfr-arch 1\ninput x 3 112 112\n# a comment\noutput x\n");
 	mfr_input_spec_insightface(&m->input);
 	int64_t d1[4] = {8, 3, 3, 3}, d2[1] = {8}, d3[2] = {5, 7};
-	mfr_tensor *a = mfr_model_add(m, "conv1.weight", MFR_TDTYPE_F32, 4, d1, &e);
-	mfr_tensor *b = mfr_model_add(m, "bn1.running_var", MFR_TDTYPE_F32, 1, d2, &e);
-	mfr_tensor *c = mfr_model_add(m, "fc.weight", MFR_TDTYPE_F16, 2, d3, &e);
-	mfr_tensor *s = mfr_model_add(m, "step", MFR_TDTYPE_F32, 0, NULL, &e);
-	CHECK(a && b && c && s);
+	CHECK(mfr_model_add(m, "conv1.weight", MFR_TDTYPE_F32, 4, d1, &e) != NULL);
+	CHECK(mfr_model_add(m, "bn1.running_var", MFR_TDTYPE_F32, 1, d2, &e) != NULL);
+	CHECK(mfr_model_add(m, "fc.weight", MFR_TDTYPE_F16, 2, d3, &e) != NULL);
+	CHECK(mfr_model_add(m, "step", MFR_TDTYPE_F32, 0, NULL, &e) != NULL);
+	/* the table may have moved: look the tensors up again */
+	mfr_tensor *a = mfr_model_find(m, "conv1.weight"), *b = mfr_model_find(m, "bn1.running_var");
+	mfr_tensor *c = mfr_model_find(m, "fc.weight"), *s = mfr_model_find(m, "step");
 	mfr_rng r = {3};
 	for (size_t i = 0; i < a->numel; i++)
 		a->data[i] = (float)mfr_rng_normal(&r);
