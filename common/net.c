@@ -34,6 +34,13 @@ struct MFR_NET_T {
 	const mfr_real **inbuf;   /* concat input pointers */
 	mfr_real **dinbuf;
 	int *cbuf;
+	/* inference: a bn whose input is a conv used by nothing else is folded
+	 * into that conv (w' = w*a, b' = (b - mean)*a + beta, a = gamma/sqrt(var+eps))
+	 * and shares its output; fold_bn[conv] is the bn's index or -1 */
+	int *fold_bn;
+	mfr_real *fold;           /* folded weights and biases, per folded conv */
+	size_t *foff;
+	int fold_dirty;           /* parameters may have changed since folding */
 };
 
 static size_t shape_numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s->h * (size_t)s->w; }
@@ -68,27 +75,41 @@ static size_t work_len(const mfr_layer *L, int N)
 
 /* Inference keeps only live activations: each layer's output takes a free
  * slot (best fit) and its inputs' slots are released after their last
- * consumer. Outputs are never released. Returns the block size. */
+ * consumer. Outputs are never released. A folded bn shares its conv's slot.
+ * Returns the block size. */
 static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 {
 	const mfr_arch *a = n->a;
 	int nl = a->n_layers;
 	int *last = malloc((size_t)nl * sizeof *last), *slot_of = malloc((size_t)nl * sizeof *slot_of);
+	int *root = malloc((size_t)nl * sizeof *root);
 	size_t *cap = calloc((size_t)nl, sizeof *cap);
 	int *busy = calloc((size_t)nl, sizeof *busy), nslots = 0;
 	size_t total = 0;
-	if (!last || !slot_of || !cap || !busy) {
+	if (!last || !slot_of || !cap || !busy || !root) {
 		total = (size_t)-1;
 		goto out;
 	}
 	for (int i = 0; i < nl; i++)
-		last[i] = i;
+		root[i] = i;
 	for (int i = 0; i < nl; i++)
-		for (int k = 0; k < a->layers[i].n_in; k++)
-			last[a->layers[i].in[k]] = i;
-	for (int k = 0; k < a->n_outputs; k++)
-		last[a->outputs[k]] = nl; /* never released */
+		if (n->fold_bn[i] >= 0)
+			root[n->fold_bn[i]] = i;
+	for (int i = 0; i < nl; i++)
+		last[i] = i;
 	for (int i = 0; i < nl; i++) {
+		if (last[root[i]] < i)
+			last[root[i]] = i;
+		for (int k = 0; k < a->layers[i].n_in; k++)
+			last[root[a->layers[i].in[k]]] = i;
+	}
+	for (int k = 0; k < a->n_outputs; k++)
+		last[root[a->outputs[k]]] = nl; /* never released */
+	for (int i = 0; i < nl; i++) {
+		if (root[i] != i) { /* a folded bn: its conv's slot */
+			slot_of[i] = slot_of[root[i]];
+			continue;
+		}
 		size_t need = n->anum[i] * (size_t)n->max_batch;
 		int best = -1;
 		for (int s = 0; s < nslots; s++)
@@ -104,9 +125,11 @@ static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 		}
 		busy[best] = 1;
 		slot_of[i] = best;
-		for (int k = 0; k < a->layers[i].n_in; k++)
-			if (last[a->layers[i].in[k]] == i)
-				busy[slot_of[a->layers[i].in[k]]] = 0;
+		for (int k = 0; k < a->layers[i].n_in; k++) {
+			int r = root[a->layers[i].in[k]];
+			if (last[r] == i)
+				busy[slot_of[r]] = 0;
+		}
 		if (last[i] == i) /* unused result: its slot is free again */
 			busy[best] = 0;
 	}
@@ -125,9 +148,36 @@ static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 out:
 	free(last);
 	free(slot_of);
+	free(root);
 	free(cap);
 	free(busy);
 	return total;
+}
+
+/* Marks the conv -> bn pairs an inference net folds (see fold_bn). */
+static void find_folds(MFR_NET_T *n)
+{
+	const mfr_arch *a = n->a;
+	int nl = a->n_layers;
+	for (int i = 0; i < nl; i++)
+		n->fold_bn[i] = -1;
+	if (n->training)
+		return;
+	for (int b = 0; b < nl; b++) {
+		const mfr_layer *B = &a->layers[b];
+		if (B->op != MFR_OP_BN)
+			continue;
+		int c = B->in[0], users = 0;
+		if (a->layers[c].op != MFR_OP_CONV)
+			continue;
+		for (int i = 0; i < nl; i++)
+			for (int k = 0; k < a->layers[i].n_in; k++)
+				users += a->layers[i].in[k] == c;
+		for (int k = 0; k < a->n_outputs; k++)
+			users += a->outputs[k] == c;
+		if (users == 1)
+			n->fold_bn[c] = b;
+	}
 }
 
 static void *zalloc(size_t count, size_t size, mfr_error *e)
@@ -154,8 +204,20 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 	n->last_batch = -1;
 	if (!(n->poff = zalloc((size_t)a->n_tensors, sizeof *n->poff, e)) ||
 	    !(n->aoff = zalloc((size_t)nl, sizeof *n->aoff, e)) || !(n->anum = zalloc((size_t)nl, sizeof *n->anum, e)) ||
-	    !(n->soff = zalloc((size_t)nl, sizeof *n->soff, e)) || !(n->moff = zalloc((size_t)nl, sizeof *n->moff, e)))
+	    !(n->soff = zalloc((size_t)nl, sizeof *n->soff, e)) || !(n->moff = zalloc((size_t)nl, sizeof *n->moff, e)) ||
+	    !(n->fold_bn = zalloc((size_t)nl, sizeof *n->fold_bn, e)) || !(n->foff = zalloc((size_t)nl, sizeof *n->foff, e)))
 		goto fail;
+	find_folds(n);
+	size_t ftotal = 0;
+	for (int i = 0; i < nl; i++)
+		if (n->fold_bn[i] >= 0) {
+			const mfr_layer *L = &a->layers[i];
+			n->foff[i] = ftotal;
+			ftotal += (size_t)a->tensors[L->first_tensor].count + (size_t)L->out;
+		}
+	if (ftotal && !(n->fold = zalloc(ftotal, sizeof(mfr_real), e)))
+		goto fail;
+	n->fold_dirty = 1;
 	for (int i = 0; i < a->n_tensors; i++) {
 		n->poff[i] = n->ptotal;
 		n->ptotal += (size_t)a->tensors[i].count;
@@ -222,13 +284,25 @@ void MFR_NET(free)(MFR_NET_T *n)
 	free(n->inbuf);
 	free(n->dinbuf);
 	free(n->cbuf);
+	free(n->fold_bn);
+	free(n->fold);
+	free(n->foff);
 	free(n);
 }
 
-mfr_real *MFR_NET(params)(MFR_NET_T *n) { return n->params; }
+/* Handing out the parameters for writing means folded weights are stale. */
+mfr_real *MFR_NET(params)(MFR_NET_T *n)
+{
+	n->fold_dirty = 1;
+	return n->params;
+}
 mfr_real *MFR_NET(grads)(MFR_NET_T *n) { return n->grads; }
 size_t MFR_NET(param_total)(const MFR_NET_T *n) { return n->ptotal; }
-mfr_real *MFR_NET(tensor)(MFR_NET_T *n, int i) { return n->params + n->poff[i]; }
+mfr_real *MFR_NET(tensor)(MFR_NET_T *n, int i)
+{
+	n->fold_dirty = 1;
+	return n->params + n->poff[i];
+}
 mfr_real *MFR_NET(tensor_grad)(MFR_NET_T *n, int i) { return n->grads ? n->grads + n->poff[i] : NULL; }
 
 /* ---- initialisation ---- */
@@ -248,6 +322,7 @@ static int ends(const char *s, const char *suf)
 void MFR_NET(init)(MFR_NET_T *n, uint64_t seed)
 {
 	const mfr_arch *a = n->a;
+	n->fold_dirty = 1;
 	for (int i = 0; i < a->n_tensors; i++) {
 		const mfr_arch_tensor *t = &a->tensors[i];
 		const mfr_layer *L = &a->layers[t->layer];
@@ -338,6 +413,45 @@ static int linear_bwd(MFR_NET_T *n, mfr_real *din, mfr_real *dw, mfr_real *db, c
 	return 0;
 }
 
+/* ---- conv -> bn folding (inference) ---- */
+
+static void refold(MFR_NET_T *n)
+{
+	const mfr_arch *a = n->a;
+	for (int i = 0; i < a->n_layers; i++) {
+		if (n->fold_bn[i] < 0)
+			continue;
+		const mfr_layer *L = &a->layers[i], *B = &a->layers[n->fold_bn[i]];
+		size_t per = (size_t)a->tensors[L->first_tensor].count / (size_t)L->out;
+		const mfr_real *w = P(n, L, 0), *bias = L->bias ? P(n, L, 1) : NULL;
+		const mfr_real *gamma = P(n, B, 0), *beta = P(n, B, 1), *rm = P(n, B, 2), *rv = P(n, B, 3);
+		mfr_real *fw = n->fold + n->foff[i], *fb = fw + per * (size_t)L->out;
+		for (int c = 0; c < L->out; c++) {
+			double s = gamma[c] / sqrt((double)rv[c] + B->eps);
+			for (size_t k = 0; k < per; k++)
+				fw[(size_t)c * per + k] = (mfr_real)(w[(size_t)c * per + k] * s);
+			fb[c] = (mfr_real)(((bias ? bias[c] : 0) - (double)rm[c]) * s + beta[c]);
+		}
+	}
+	n->fold_dirty = 0;
+}
+
+/* An inference bn applied in place (the reference path of a folded pair),
+ * with the reference layer's arithmetic. */
+static void bn_infer_inplace(MFR_NET_T *n, const mfr_layer *B, mfr_real *x, int N)
+{
+	int C = B->in_shape.c, HW = B->in_shape.h * B->in_shape.w;
+	const mfr_real *gamma = P(n, B, 0), *beta = P(n, B, 1), *rm = P(n, B, 2), *rv = P(n, B, 3);
+	for (int c = 0; c < C; c++) {
+		double mu = rm[c], istd = 1 / sqrt(rv[c] + B->eps), g = gamma[c] * istd, b = beta[c];
+		for (int k = 0; k < N; k++) {
+			mfr_real *y = x + ((size_t)k * C + c) * HW;
+			for (int i = 0; i < HW; i++)
+				y[i] = (mfr_real)(g * (y[i] - mu) + b);
+		}
+	}
+}
+
 /* ---- forward ---- */
 
 static int conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
@@ -383,12 +497,29 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			mfr_conv_shape s;
 			if (conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
+			if (!training && n->fold_bn[i] >= 0) {
+				if (n->reference) {
+					if (conv_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s, e) < 0)
+						return -1;
+					bn_infer_inplace(n, &a->layers[n->fold_bn[i]], out, N);
+				} else {
+					if (n->fold_dirty)
+						refold(n);
+					const mfr_real *fw = n->fold + n->foff[i];
+					size_t per = (size_t)a->tensors[L->first_tensor].count;
+					if (conv_fwd(n, out, in, fw, fw + per, &s, e) < 0)
+						return -1;
+				}
+				break;
+			}
 			if (conv_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s, e) < 0)
 				return -1;
 			break;
 		}
 		case MFR_OP_BN:
 		case MFR_OP_BN1D:
+			if (!training && L->op == MFR_OP_BN && n->fold_bn[L->in[0]] == i)
+				break; /* folded into its conv, which wrote this output */
 			MFR_REF(batchnorm_forward)(out, sv, sv + C, P(n, L, 2), P(n, L, 3), in, P(n, L, 0), P(n, L, 1), N, C,
 						   HW, training, L->eps, L->momentum);
 			break;
@@ -582,6 +713,7 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 int mfr_net_load(mfr_net *n, const mfr_model *m, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
+	n->fold_dirty = 1;
 	for (int i = 0; i < a->n_tensors; i++) {
 		const mfr_arch_tensor *t = &a->tensors[i];
 		const mfr_tensor *mt = mfr_model_find(m, t->name);
