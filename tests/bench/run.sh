@@ -8,6 +8,7 @@ DATA=${MFR_DATA:-../shared/data}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 for b in "$MFR_BUILD"/bench/bench_*; do
 	[ -x "$b" ] || continue
+	[ "$(basename "$b")" = bench_net ] && continue # run below, beside its peer
 	echo "== $(basename "$b")"
 	"$b"
 done
@@ -32,3 +33,79 @@ t=$(secs "$MFR_BIN"/mfr-cat --verify "$tmp/p.mfr")
 echo "mfr-cat --verify: $(div "$bytes" "$t" %.0f | awk '{ printf "%.2f", $1 / 1e9 }') GB/s"
 t=$(secs "$MFR_BIN"/mfr-cat --verify --decode "$tmp/p.mfr")
 echo "mfr-cat --verify --decode: $(div "$n" "$t") img/s"
+
+# ---- iresnet50 (and iresnet18) against onnxruntime: issue 3 item 8 ----
+# bench_net times the layer engine and writes the canonical .arch text, the
+# weights, the fixed input and its output (-w); tests/bench/ort_peer.py builds
+# the same network as an ONNX graph from that text, checks it against the
+# describer's MACs and parameters and against mfr's output on the same
+# weights, and times it with onnxruntime in this same run. The peer is a
+# benchmark-only dependency (pip install onnxruntime onnx numpy): when it is
+# missing this says why and goes on; MFR_BENCH_INSTALL=1 lets it pip-install.
+# Ratios: latency mfr/peer (below 1: mfr faster; the goal is <= 1.0),
+# throughput mfr/peer (above 1: mfr faster), of the medians and, since mfr
+# and the peer run one after the other on a machine others may be using, of
+# the fastest runs too. (The loop above has run
+# bench_net once already, without the peer; these are its figures again,
+# taken next to the peer's.)
+echo "== iresnet vs peer (bench_net, then tests/bench/ort_peer.py; wall-clock medians)"
+# what keeps the peer from running, or nothing: the import error's last line
+peer_missing() {
+	python3 -c 'import onnxruntime, onnx, numpy' 2>&1 >/dev/null | tail -n 1 |
+		sed 's/^ModuleNotFoundError: No module named \(.*\)/\1 is not installed/'
+}
+# figure NET 'batch 1,' FILE: the number after "... NET batch 1, ...: "
+figure() { sed -n "s/^.* $1 $2[^:]*: \([0-9.]*\) .*/\1/p" "$3" | head -n 1; }
+# fastest NET 'batch 1,' FILE: the "min N ms" of that line (the run least
+# disturbed by whatever else the machine was doing)
+fastest() { sed -n "s/^.* $1 $2.* min \([0-9.]*\) ms.*/\1/p" "$3" | head -n 1; }
+peer_section() {
+	local net="$tmp/net" why="" nn macs params rc pre m1 p1 m32 p32 lo1 lo32
+	mkdir -p "$net"
+	if ! "$MFR_BUILD"/bench/bench_net -w "$net/iresnet50.arch" "$net/iresnet18.arch" >"$net/mfr.txt"; then
+		cat "$net/mfr.txt"
+		echo "bench_net failed: no comparison"
+		return 1
+	fi
+	cat "$net/mfr.txt"
+	if ! command -v python3 >/dev/null; then
+		why="python3 not found"
+	elif [ -n "$(peer_missing)" ]; then
+		if [ "${MFR_BENCH_INSTALL:-0}" = 1 ]; then
+			echo "installing the peer (MFR_BENCH_INSTALL=1): python3 -m pip install onnxruntime onnx numpy"
+			python3 -m pip install -q onnxruntime onnx numpy >&2 || why="pip install failed"
+		fi
+		[ -z "$why" ] && why=$(peer_missing)
+		[ -n "$why" ] && why="$why (pip install onnxruntime onnx numpy, or rerun with MFR_BENCH_INSTALL=1)"
+	fi
+	if [ -n "$why" ]; then
+		echo "peer skipped: $why"
+		return 0
+	fi
+	for nn in iresnet50 iresnet18; do
+		[ -f "$net/$nn.arch" ] && grep -q "^mfr $nn batch 1," "$net/mfr.txt" || continue
+		macs=$(sed -n "s/^$nn (.*): [0-9]* params, .* MACs (\([0-9]*\)).*/\1/p" "$net/mfr.txt" | head -n 1)
+		params=$(sed -n "s/^$nn (.*): \([0-9]*\) params, .*/\1/p" "$net/mfr.txt" | head -n 1)
+		python3 tests/bench/ort_peer.py --check --expect-macs "$macs" --expect-params "$params" "$net/$nn.arch" \
+			>"$net/peer.txt"
+		rc=$?
+		cat "$net/peer.txt"
+		if [ $rc != 0 ]; then
+			echo "$nn: peer failed (exit $rc): no ratio"
+			continue
+		fi
+		pre=""; [ "$nn" = iresnet50 ] || pre="$nn "
+		m1=$(figure "$nn" "batch 1," "$net/mfr.txt"); p1=$(figure "$nn" "batch 1," "$net/peer.txt")
+		lo1=$(div "$(fastest "$nn" "batch 1," "$net/mfr.txt")" "$(fastest "$nn" "batch 1," "$net/peer.txt")" %.2f)
+		echo "${pre}latency ratio mfr/peer (batch 1, 1 thread): $(div "$m1" "$p1" %.2f) (goal <= 1.0; of the fastest runs: $lo1)"
+		if ! grep -q "^mfr $nn batch 32, .* img/s" "$net/mfr.txt"; then
+			echo "${pre}throughput ratio mfr/peer (batch 32, all cores): none (mfr skipped the batch, see above)"
+			continue
+		fi
+		m32=$(figure "$nn" "batch 32," "$net/mfr.txt"); p32=$(figure "$nn" "batch 32," "$net/peer.txt")
+		# img/s from the fastest batch times: the inverse ratio of the times
+		lo32=$(div "$(fastest "$nn" "batch 32," "$net/peer.txt")" "$(fastest "$nn" "batch 32," "$net/mfr.txt")" %.2f)
+		echo "${pre}throughput ratio mfr/peer (batch 32, all cores): $(div "$m32" "$p32" %.2f) (of the fastest runs: $lo32)"
+	done
+}
+peer_section
