@@ -817,42 +817,6 @@ int mfr_arch_find(const mfr_arch *a, const char *name)
 
 /* ---- writing ---- */
 
-typedef struct {
-	char *d;
-	size_t n, room;
-	int failed;
-	mfr_error *e;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-	if (b->failed)
-		return;
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int k = vsnprintf(b->d ? b->d + b->n : NULL, b->d ? b->room - b->n : 0, fmt, ap);
-		va_end(ap);
-		if (k < 0) {
-			b->failed = 1;
-			return;
-		}
-		if (b->d && b->n + (size_t)k < b->room) {
-			b->n += (size_t)k;
-			return;
-		}
-		size_t room = (b->room + (size_t)k + 1) * 2;
-		char *d = mfr_realloc(b->d, room, b->e);
-		if (!d) {
-			b->failed = 1;
-			return;
-		}
-		b->d = d;
-		b->room = room;
-	}
-}
-
 /* The shortest %g form that reads back as the same double. */
 static void real_str(char *buf, size_t n, double v)
 {
@@ -865,18 +829,18 @@ static void real_str(char *buf, size_t n, double v)
 
 char *mfr_arch_format(const mfr_arch *a, size_t *len, mfr_error *e)
 {
-	sbuf b = {.e = e};
-	sb_printf(&b, "mfr-arch 1\n");
+	mfr_text b = {0};
+	mfr_text_printf(&b, "mfr-arch 1\n");
 	for (int i = 0; i < a->n_layers; i++) {
 		const mfr_layer *l = &a->layers[i];
 		const op_spec *os = &ops[l->op];
 		if (l->op == MFR_OP_INPUT) {
-			sb_printf(&b, "input %s %d %d %d\n", l->name, l->shape.c, l->shape.h, l->shape.w);
+			mfr_text_printf(&b, "input %s %d %d %d\n", l->name, l->shape.c, l->shape.h, l->shape.w);
 			continue;
 		}
-		sb_printf(&b, "%s %s", os->name, l->name);
+		mfr_text_printf(&b, "%s %s", os->name, l->name);
 		for (int k = 0; k < l->n_in; k++)
-			sb_printf(&b, " %s", a->layers[l->in[k]].name);
+			mfr_text_printf(&b, " %s", a->layers[l->in[k]].name);
 		for (int k = 0; k < MAXA && os->attrs[k].key; k++) {
 			const attr_spec *s = &os->attrs[k];
 			const char *base = (const char *)l;
@@ -884,16 +848,16 @@ char *mfr_arch_format(const mfr_arch *a, size_t *len, mfr_error *e)
 			if (s->kind == A_REAL) {
 				char r[40];
 				real_str(r, sizeof r, *(const double *)(base + s->off));
-				sb_printf(&b, " %s=%s", s->key, r);
+				mfr_text_printf(&b, " %s=%s", s->key, r);
 			} else if (s->kind == A_PAIR && *(const int *)(base + s->off2) != v1)
-				sb_printf(&b, " %s=%dx%d", s->key, v1, *(const int *)(base + s->off2));
+				mfr_text_printf(&b, " %s=%dx%d", s->key, v1, *(const int *)(base + s->off2));
 			else
-				sb_printf(&b, " %s=%d", s->key, v1);
+				mfr_text_printf(&b, " %s=%d", s->key, v1);
 		}
-		sb_printf(&b, "\n");
+		mfr_text_printf(&b, "\n");
 	}
 	for (int i = 0; i < a->n_outputs; i++)
-		sb_printf(&b, "output %s\n", a->layers[a->outputs[i]].name);
+		mfr_text_printf(&b, "output %s\n", a->layers[a->outputs[i]].name);
 	if (b.failed) {
 		free(b.d);
 		if (e && !e->msg[0])

@@ -179,3 +179,29 @@ void mfr_temp_cleanup(void)
 	temps = NULL;
 	ntemps = 0;
 }
+
+void mfr_text_printf(mfr_text *b, const char *fmt, ...)
+{
+	while (!b->failed) {
+		va_list ap;
+		va_start(ap, fmt);
+		int k = vsnprintf(b->d ? b->d + b->n : NULL, b->d ? b->room - b->n : 0, fmt, ap);
+		va_end(ap);
+		if (k < 0) {
+			b->failed = 1;
+			return;
+		}
+		if (b->d && b->n + (size_t)k < b->room) {
+			b->n += (size_t)k;
+			return;
+		}
+		size_t room = (b->room + (size_t)k + 1) * 2;
+		char *d = realloc(b->d, room);
+		if (!d) {
+			b->failed = 1;
+			return;
+		}
+		b->d = d;
+		b->room = room;
+	}
+}

@@ -72,6 +72,18 @@ void *mfr_realloc(void *p, size_t n, mfr_error *e);
  * frees *data. */
 int mfr_read_file(const char *path, size_t cap, uint8_t **data, size_t *size, mfr_error *e);
 
+/* A growable NUL-terminated text buffer. Start zeroed; after a failed
+ * append (no memory) `failed` is set and later appends do nothing, so a
+ * builder checks once at the end. The caller frees d. */
+typedef struct {
+	char *d;
+	size_t n, room;
+	int failed;
+} mfr_text;
+
+/* Appends printf-formatted text to b. */
+void mfr_text_printf(mfr_text *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Temporary output files ("NAME.tmp") are registered while being written so
  * that a tool dying on an error removes them (mfr_die calls
  * mfr_temp_cleanup): a failed run never leaves a half file behind. Register
