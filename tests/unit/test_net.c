@@ -57,15 +57,6 @@ static void bwd(void *p)
 	}
 }
 
-static mfr_arch *parse(const char *text)
-{
-	mfr_error e;
-	mfr_arch *a = mfr_arch_parse(text, strlen(text), "tiny.arch", &e);
-	if (!a)
-		fprintf(stderr, "parse: %s\n", e.msg);
-	return a;
-}
-
 static void test_gradients(void)
 {
 	mfr_arch *a = parse(TINY);

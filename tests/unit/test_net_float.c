@@ -23,15 +23,6 @@ void mfr_net64_init(mfr_net64 *n, uint64_t seed);
 int mfr_net64_forward(mfr_net64 *n, const double *x, int batch, int training, uint64_t seed, mfr_error *e);
 double *mfr_net64_output(mfr_net64 *n, int k, size_t *dim);
 
-static mfr_arch *parse(const char *text)
-{
-	mfr_error e;
-	mfr_arch *a = mfr_arch_parse(text, strlen(text), "tiny.arch", &e);
-	if (!a)
-		fprintf(stderr, "parse: %s\n", e.msg);
-	return a;
-}
-
 /* float and double nets with the same weights agree; the inference plan
  * (buffers reused) gives exactly the keep-everything layout's outputs */
 static void test_float_double_and_plan(void)

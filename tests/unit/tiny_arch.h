@@ -3,6 +3,11 @@
  * attention, concat, padding, pools, dropout, a vector head with l2norm). */
 #ifndef MFR_TINY_ARCH_H
 #define MFR_TINY_ARCH_H
+
+#include <stdio.h>
+#include <string.h>
+
+#include "arch.h"
 static const char *TINY =
 "mfr-arch 1\n"
 	"input x 3 9 8\n"
@@ -31,4 +36,15 @@ static const char *TINY =
 	"l2norm n e\n"
 	"output n\n"
 	"output e\n";
+
+/* Parses text (an .arch), printing the error when it fails. */
+static inline mfr_arch *parse(const char *text)
+{
+	mfr_error e;
+	mfr_arch *a = mfr_arch_parse(text, strlen(text), "tiny.arch", &e);
+	if (!a)
+		fprintf(stderr, "parse: %s\n", e.msg);
+	return a;
+}
+
 #endif
