@@ -37,6 +37,13 @@ int mfr_conv2d_forward_cpu(float *out, const float *in, const float *w, const fl
 	return 0;
 }
 
+int mfr_conv2d_forward_cpu_const(float *out, const float *in, const float *w, const float *b,
+	const mfr_conv_shape *s, uint64_t version, mfr_error *e)
+{
+	mfr_conv2d_forward_ref(out, in, w, b, s);
+	return 0;
+}
+
 int mfr_conv2d_backward_cpu(float *din, float *dw, float *db, const float *dout, const float *in,
 	const float *w, const mfr_conv_shape *s, mfr_error *e)
 {
@@ -259,8 +266,11 @@ fail:
 	return -1;
 }
 
-/* Runs plan p on the caller's buffers ptr[i] (one per port, in port order). */
-static int run(plan *p, void *const *ptr, mfr_error *e)
+/* Runs plan p on the caller's buffers ptr[i] (one per port, in port order).
+ * pre, when non-NULL, gives for some input ports an already reordered copy
+ * (pre[i] != NULL): the primitive reads it and that port's reorder is
+ * skipped (constant weights, see mfr_conv2d_forward_cpu_const). */
+static int run_pre(plan *p, void *const *ptr, void *const *pre, mfr_error *e)
 {
 	if (p->scratch > scratch_size) {
 		free(scratch);
@@ -275,12 +285,13 @@ static int run(plan *p, void *const *ptr, mfr_error *e)
 		port *q = &p->port[i];
 		MFR_DNNL_CHECK(dnnl_memory_set_data_handle(q->user, ptr[i]));
 		if (q->reorder)
-			MFR_DNNL_CHECK(dnnl_memory_set_data_handle(q->prim, (char *)scratch + q->off));
+			MFR_DNNL_CHECK(dnnl_memory_set_data_handle(q->prim, pre && pre[i] ? pre[i]
+										 : (char *)scratch + q->off));
 		args[i] = (dnnl_exec_arg_t){q->arg, q->prim};
 	}
 	for (int i = 0; i < p->nport; i++) {
 		port *q = &p->port[i];
-		if (q->reorder && q->kind == P_IN) {
+		if (q->reorder && q->kind == P_IN && !(pre && pre[i])) {
 			dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, q->user}, {DNNL_ARG_TO, q->prim}};
 			MFR_DNNL_CHECK(dnnl_primitive_execute(q->reorder, stream, 2, ra));
 		}
@@ -297,6 +308,66 @@ static int run(plan *p, void *const *ptr, mfr_error *e)
 	return 0;
 fail:
 	return -1;
+}
+
+static int run(plan *p, void *const *ptr, mfr_error *e) { return run_pre(p, ptr, NULL, e); }
+
+/* Reordered copies of constant weights, by the caller's pointer: the
+ * blocked layouts want weights in OIhw16i16o-like orders, and reordering
+ * 43.6M iresnet50 weights on every inference call is a memory pass the
+ * size of the model. An entry is valid for one (pointer, version, plan key). */
+typedef struct {
+	const void *w;
+	uint64_t version;
+	key k;
+	void *buf;
+	size_t size;
+} wcopy;
+static wcopy *wcache;
+static int nwcache;
+
+/* The reordered copy of weights w for port q of plan p, made if missing or
+ * stale; NULL with e filled on failure. */
+static void *const_weights(plan *p, port *q, const void *w, uint64_t version, mfr_error *e)
+{
+	wcopy *c = NULL;
+	for (int i = 0; i < nwcache && !c; i++)
+		if (wcache[i].w == w)
+			c = &wcache[i];
+	if (c && c->version == version && !memcmp(&c->k, &p->k, sizeof c->k))
+		return c->buf;
+	const dnnl_memory_desc_t *md;
+	MFR_DNNL_CHECK(dnnl_memory_get_memory_desc(q->prim, &md));
+	size_t size = dnnl_memory_desc_get_size(md);
+	if (!c) {
+		wcopy *g = realloc(wcache, (size_t)(nwcache + 1) * sizeof *g);
+		if (!g) {
+			mfr_fail(e, "oneDNN: out of memory for the weight cache");
+			return NULL;
+		}
+		wcache = g;
+		c = &wcache[nwcache++];
+		*c = (wcopy){.w = w};
+	}
+	if (c->size != size) {
+		free(c->buf);
+		c->buf = aligned_alloc(4096, (size + 4095) & ~(size_t)4095);
+		c->size = c->buf ? size : 0;
+		if (!c->buf) {
+			mfr_fail(e, "oneDNN: out of memory for %zu bytes of reordered weights", size);
+			return NULL;
+		}
+	}
+	MFR_DNNL_CHECK(dnnl_memory_set_data_handle(q->user, (void *)w));
+	MFR_DNNL_CHECK(dnnl_memory_set_data_handle(q->prim, c->buf));
+	dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, q->user}, {DNNL_ARG_TO, q->prim}};
+	MFR_DNNL_CHECK(dnnl_primitive_execute(q->reorder, stream, 2, ra));
+	MFR_DNNL_CHECK(dnnl_stream_wait(stream));
+	c->version = version;
+	c->k = p->k;
+	return c->buf;
+fail:
+	return NULL;
 }
 
 /* The cached plan for k, or a fresh slot (live == 0, evicting the least
@@ -420,6 +491,27 @@ static int conv_run(int kind, int bias, const mfr_conv_shape *s, void *const *pt
 	if (!p->live && conv_plan(p, kind, bias, s, e) < 0)
 		return -1;
 	return run(p, ptr, e);
+}
+
+int mfr_conv2d_forward_cpu_const(float *out, const float *in, const float *w, const float *b,
+	const mfr_conv_shape *s, uint64_t version, mfr_error *e)
+{
+	pthread_mutex_lock(&lock); /* ports: src, weights, [bias,] dst */
+	int r = -1;
+	if (start(e) < 0)
+		goto out;
+	key k = conv_key(K_CONV_FWD, b != NULL, s);
+	plan *p = lookup(&k);
+	if (!p->live && conv_plan(p, K_CONV_FWD, b != NULL, s, e) < 0)
+		goto out;
+	void *pre[MAX_PORTS] = {0};
+	if (p->port[1].reorder && !(pre[1] = const_weights(p, &p->port[1], w, version, e)))
+		goto out;
+	r = b ? run_pre(p, (void *[]){(void *)in, (void *)w, (void *)b, out}, pre, e)
+	      : run_pre(p, (void *[]){(void *)in, (void *)w, out}, pre, e);
+out:
+	pthread_mutex_unlock(&lock);
+	return r;
 }
 
 int mfr_conv2d_forward_cpu(float *out, const float *in, const float *w, const float *b,
@@ -581,6 +673,11 @@ void mfr_cpu_release(void)
 	for (int i = 0; i < CACHE_SIZE; i++)
 		if (cache[i].live)
 			plan_free(&cache[i]);
+	for (int i = 0; i < nwcache; i++)
+		free(wcache[i].buf);
+	free(wcache);
+	wcache = NULL;
+	nwcache = 0;
 	free(scratch);
 	scratch = NULL;
 	scratch_size = 0;

@@ -28,6 +28,8 @@
 #ifndef MFR_DNNL_CPU_H
 #define MFR_DNNL_CPU_H
 
+#include <stdint.h>
+
 #include "layers_spatial.h" /* defines: mfr_conv_shape, mfr_conv2d_forward_ref, ... */
 #include "util.h"           /* defines: mfr_error */
 
@@ -38,6 +40,14 @@
  * unspecified. */
 int mfr_conv2d_forward_cpu(float *out, const float *in, const float *w, const float *b,
 	const mfr_conv_shape *s, mfr_error *e);
+
+/* conv2d forward for inference with constant weights: as
+ * mfr_conv2d_forward_cpu, but the reordered (blocked) copy of w is kept,
+ * keyed by the pointer w, and reused while version is unchanged — the caller
+ * promises that w's values do not change without a new version. Memory: one
+ * copy of every such weight tensor, until mfr_cpu_release. */
+int mfr_conv2d_forward_cpu_const(float *out, const float *in, const float *w, const float *b,
+	const mfr_conv_shape *s, uint64_t version, mfr_error *e);
 
 /* conv2d backward, given dout (N,Co,Ho,Wo) and the forward's in and w:
  *   din (N,Ci,H,W)           += dL/din

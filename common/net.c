@@ -41,6 +41,8 @@ struct MFR_NET_T {
 	mfr_real *fold;           /* folded weights and biases, per folded conv */
 	size_t *foff;
 	int fold_dirty;           /* parameters may have changed since folding */
+	uint64_t wgen;            /* bumped whenever parameters may have changed: the
+				   * fast backend keeps reordered weights per version */
 	/* inference: a prelu or relu whose input feeds nothing else works in
 	 * place, in its input's slot */
 	uint8_t *inplace;
@@ -237,6 +239,7 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 	if (ftotal && !(n->fold = zalloc(ftotal, sizeof(mfr_real), e)))
 		goto fail;
 	n->fold_dirty = 1;
+	n->wgen++;
 	for (int i = 0; i < a->n_tensors; i++) {
 		n->poff[i] = n->ptotal;
 		n->ptotal += (size_t)a->tensors[i].count;
@@ -314,6 +317,7 @@ void MFR_NET(free)(MFR_NET_T *n)
 mfr_real *MFR_NET(params)(MFR_NET_T *n)
 {
 	n->fold_dirty = 1;
+	n->wgen++;
 	return n->params;
 }
 mfr_real *MFR_NET(grads)(MFR_NET_T *n) { return n->grads; }
@@ -321,6 +325,7 @@ size_t MFR_NET(param_total)(const MFR_NET_T *n) { return n->ptotal; }
 mfr_real *MFR_NET(tensor)(MFR_NET_T *n, int i)
 {
 	n->fold_dirty = 1;
+	n->wgen++;
 	return n->params + n->poff[i];
 }
 mfr_real *MFR_NET(tensor_grad)(MFR_NET_T *n, int i) { return n->grads ? n->grads + n->poff[i] : NULL; }
@@ -343,6 +348,7 @@ void MFR_NET(init)(MFR_NET_T *n, uint64_t seed)
 {
 	const mfr_arch *a = n->a;
 	n->fold_dirty = 1;
+	n->wgen++;
 	for (int i = 0; i < a->n_tensors; i++) {
 		const mfr_arch_tensor *t = &a->tensors[i];
 		const mfr_layer *L = &a->layers[t->layer];
@@ -381,12 +387,16 @@ void MFR_NET(init)(MFR_NET_T *n, uint64_t seed)
 
 void MFR_NET(set_reference)(MFR_NET_T *n, int on) { n->reference = on; }
 
+/* An inference net's weights only change through the calls that bump wgen,
+ * so its convolutions may keep reordered weights; a training net's change
+ * every step. */
 static int conv_fwd(MFR_NET_T *n, mfr_real *out, const mfr_real *in, const mfr_real *w, const mfr_real *b,
 		    const mfr_conv_shape *s, mfr_error *e)
 {
 #ifndef MFR_REAL_DOUBLE
 	if (!n->reference)
-		return mfr_conv2d_forward_cpu(out, in, w, b, s, e);
+		return n->training ? mfr_conv2d_forward_cpu(out, in, w, b, s, e)
+				   : mfr_conv2d_forward_cpu_const(out, in, w, b, s, n->wgen, e);
 #endif
 	(void)n;
 	(void)e;
@@ -778,6 +788,7 @@ int mfr_net_load(mfr_net *n, const mfr_model *m, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
 	n->fold_dirty = 1;
+	n->wgen++;
 	for (int i = 0; i < a->n_tensors; i++) {
 		const mfr_arch_tensor *t = &a->tensors[i];
 		const mfr_tensor *mt = mfr_model_find(m, t->name);

@@ -43,7 +43,10 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 void MFR_NET(free)(MFR_NET_T *n);
 
 /* The parameter block: every tensor of a->tensors in order, tensor i at
- * params + offset(i), a->tensors[i].count values. */
+ * params + offset(i), a->tensors[i].count values. An inference net caches
+ * derived weights (conv -> bn folding, reordered copies): calling params,
+ * tensor, init or load marks them stale, so write parameters through a
+ * pointer from a call made after the last forward. */
 mfr_real *MFR_NET(params)(MFR_NET_T *n);
 mfr_real *MFR_NET(grads)(MFR_NET_T *n); /* same layout; NULL when not training */
 size_t MFR_NET(param_total)(const MFR_NET_T *n);

@@ -167,6 +167,44 @@ static void test_fast_vs_reference(void)
 	mfr_arch_free(a);
 }
 
+/* An inference net caches folded and reordered weights; changing a weight
+ * through mfr_net_params must refresh them: the result equals a fresh net
+ * built with the changed weights. Uses r18-sized convolutions so the fast
+ * backend takes its blocked (reordering) path. */
+static void test_weight_caches(void)
+{
+	mfr_arch *a = parse("mfr-arch 1\ninput x 3 32 32\nconv c1 x out=64 k=3 p=1\nbn b1 c1\n"
+			    "prelu p1 b1\nconv c2 p1 out=64 k=3 p=1\nbn b2 c2\nadd r b2 p1\noutput r\n");
+	if (!a)
+		return;
+	mfr_error e;
+	mfr_net *n = mfr_net_new(a, 2, 0, &e), *fresh = mfr_net_new(a, 2, 0, &e);
+	mfr_net_init(n, 4);
+	size_t xin = 2 * 3 * 32 * 32, dim;
+	float *x = malloc(xin * sizeof *x);
+	mfr_rng g = {9};
+	for (size_t i = 0; i < xin; i++)
+		x[i] = (float)(2 * mfr_rng_uniform(&g) - 1);
+	CHECK(mfr_net_forward(n, x, 2, 0, 0, &e) == 0);
+	/* change both convolutions' weights (tensors 0 and 6: c1.weight, c2.weight)
+	 * and a bn scale; running variances must stay positive */
+	for (int t = 0; t <= 6; t += 6) {
+		float *w = mfr_net_tensor(n, t);
+		for (size_t i = 0; i < a->tensors[t].count; i += 3)
+			w[i] *= -1.5f;
+	}
+	mfr_net_tensor(n, 1)[0] = 2.0f;
+	CHECK(mfr_net_forward(n, x, 2, 0, 0, &e) == 0);
+	memcpy(mfr_net_params(fresh), mfr_net_params(n), mfr_net_param_total(n) * sizeof(float));
+	CHECK(mfr_net_forward(fresh, x, 2, 0, 0, &e) == 0);
+	float *o1 = mfr_net_output(n, 0, &dim), *o2 = mfr_net_output(fresh, 0, NULL);
+	CHECK(memcmp(o1, o2, dim * 2 * sizeof *o1) == 0);
+	mfr_net_free(n);
+	mfr_net_free(fresh);
+	free(x);
+	mfr_arch_free(a);
+}
+
 /* Kaiming fan-out init has the right spread on a big conv */
 static void test_init(void)
 {
@@ -195,5 +233,6 @@ int main(void)
 	test_float_double_and_plan();
 	test_init();
 	test_fast_vs_reference();
+	test_weight_caches();
 	return check_done();
 }
