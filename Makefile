@@ -68,7 +68,9 @@ HAVE_MPI := 0
 $(info probe: MPI off (MPI=no))
 else ifneq ($(MPICC),)
 HAVE_MPI := 1
-$(info probe: MPI $(shell mpirun --version 2>/dev/null | head -n 1) (no MPI sources yet))
+MPI_CFLAGS := -DMFR_HAVE_MPI $(shell $(MPICC) --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell $(MPICC) --showme:link 2>/dev/null)
+$(info probe: MPI $(shell mpirun --version 2>/dev/null | head -n 1) (mfr-train across ranks))
 else ifeq ($(MPI),yes)
 $(error MPI=yes but mpicc was not found; run `make deps`)
 else
@@ -101,9 +103,11 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(JPEG_CFLAGS) $(PNG_CFLAGS) $(DNNL_CFLAGS) -MMD -MP
-LDLIBS := $(JPEG_LIBS) $(PNG_LIBS) $(DNNL_LIBS) -lm -lpthread
-ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Icommon $(JPEG_CFLAGS) $(PNG_CFLAGS) $(DNNL_CFLAGS) \
+	$(MPI_CFLAGS) -MMD -MP
+# --as-needed: only the programs that use comm.c (mfr-train) load libmpi
+LDLIBS := $(JPEG_LIBS) $(PNG_LIBS) $(DNNL_LIBS) $(MPI_LIBS) -lm -lpthread
+ALL_LDFLAGS := -Wl,--as-needed $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard common/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -111,7 +115,7 @@ LIB := $(BUILD)/libmfr.a
 TOOL_SRC := $(wildcard tools/mfr-*.c)
 TOOLS := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 # the reference layers again in double, for the float64 gradient checks
-REF64_OBJ := $(patsubst common/%.c,$(BUILD)/common64/%.o,$(wildcard common/layers_*.c) common/net.c)
+REF64_OBJ := $(patsubst common/%.c,$(BUILD)/common64/%.o,$(wildcard common/layers_*.c) common/net.c common/pfc.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
