@@ -15,6 +15,7 @@
 #include "arch.h"   /* defines: mfr_arch_load, mfr_arch_describe */
 #include "cli.h"    /* defines: mfr_getopt, mfr_die */
 #include "dnnl_cpu.h" /* defines: mfr_cpu_set_threads, mfr_cpu_backend */
+#include "feed.h"   /* defines: mfr_face_to_input */
 #include "image.h"  /* defines: mfr_image_decode, mfr_align_face */
 #include "model.h"  /* defines: mfr_model_load */
 #include "net.h"    /* defines: mfr_net_* */
@@ -60,48 +61,14 @@ typedef struct {
 static void feed(feeder *fd, const mfr_record *rec, const mfr_face *f, int k)
 {
 	mfr_error e;
-	mfr_image im = {0}, al = {0};
-	const mfr_input_spec *in = &fd->m->input;
-	if (f->encoding == MFR_ENC_RAW) {
-		if (mfr_image_alloc(&im, f->width, f->height, f->channels, &e) < 0)
-			mfr_die_error(&e);
-		memcpy(im.px, f->image, f->image_size);
-	} else if (mfr_image_decode(fd->jpeg, f->image, f->image_size, 3, MFR_PIXEL_CAP, &im, &e) < 0)
+	uint32_t flags;
+	if (mfr_face_to_input(fd->jpeg, f, &fd->m->input, 0, NULL, NULL, fd->x + (size_t)k * 3 * fd->W * fd->H, &flags,
+			      &e) < 0)
 		mfr_die("'%s': record %llu at byte %llu: %s", rec->path, (unsigned long long)rec->number,
 			(unsigned long long)rec->offset, e.msg);
-	if (im.c == 1) { /* grey: replicate to RGB */
-		mfr_image rgb;
-		if (mfr_image_alloc(&rgb, im.w, im.h, 3, &e) < 0)
-			mfr_die_error(&e);
-		for (int i = 0; i < im.w * im.h; i++)
-			rgb.px[3 * i] = rgb.px[3 * i + 1] = rgb.px[3 * i + 2] = im.px[i];
-		mfr_image_free(&im);
-		im = rgb;
-	}
-	const mfr_image *use = &im;
-	if (im.w != fd->W || im.h != fd->H) {
-		if (!(f->flags & MFR_F_LANDMARKS) || !in->has_template)
-			mfr_die("'%s': record %llu at byte %llu: the face is %dx%d, the model takes %dx%d, and %s", rec->path,
-				(unsigned long long)rec->number, (unsigned long long)rec->offset, im.w, im.h, fd->W, fd->H,
-				in->has_template ? "the record has no landmarks to align it by"
-						 : "the model has no alignment template");
-		if (mfr_align_face(&im, f->landmarks, in->template_lm, fd->W, fd->H, &al, NULL, &e) < 0)
-			mfr_die("'%s': record %llu: %s", rec->path, (unsigned long long)rec->number, e.msg);
-		use = &al;
-	}
-	size_t plane = (size_t)fd->W * fd->H;
-	float *dst = fd->x + (size_t)k * 3 * plane;
-	for (int c = 0; c < 3; c++) {
-		int src_c = in->bgr ? 2 - c : c;
-		float mean = in->mean[c], scale = in->scale[c];
-		for (size_t p = 0; p < plane; p++)
-			dst[c * plane + p] = ((float)use->px[3 * p + src_c] - mean) * scale;
-	}
 	fd->ids[k] = f->id;
 	fd->labels[k] = f->label;
-	fd->flags[k] = f->flags;
-	mfr_image_free(&im);
-	mfr_image_free(&al);
+	fd->flags[k] = flags;
 }
 
 /* Mirrors every image of the batch left-right, in place. */

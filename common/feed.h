@@ -1,0 +1,26 @@
+/* feed.h — one FACE record to one network input: decode, replicate grey to
+ * RGB, align to the model's template when the size differs (from the
+ * record's landmarks; never a silent resize), an optional edit of the pixels
+ * (online mask augmentation), mirror, and the model's normalisation into
+ * NCHW planes. Shared by mfr-embed and the trainer's loader; thread-safe with
+ * one mfr_jpeg per thread. */
+#ifndef MFR_FEED_H
+#define MFR_FEED_H
+
+#include "image.h"  /* defines: mfr_jpeg, mfr_image */
+#include "model.h"  /* defines: mfr_input_spec */
+#include "record.h" /* defines: mfr_face */
+
+/* Edits the decoded, aligned RGB image of face f in place (e.g. draws a mask),
+ * and may set bits in *flags; returns 0 or -1 with e filled. */
+typedef int (*mfr_pixel_hook)(void *ctx, mfr_image *im, const mfr_face *f, uint32_t *flags, mfr_error *e);
+
+/* Writes face f as in->width x in->height x 3 floats at dst (plane by plane,
+ * in->bgr order, (pixel - mean) * scale), mirrored left-right when flip is
+ * set; hook (may be NULL) runs on the RGB pixels first. *flags receives the
+ * record's flags and whatever the hook adds. Returns 0 or -1 with e saying
+ * what (the caller adds file and offset). */
+int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, int flip, mfr_pixel_hook hook,
+		      void *hook_ctx, float *dst, uint32_t *flags, mfr_error *e);
+
+#endif
