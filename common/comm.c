@@ -25,7 +25,7 @@ struct mfr_comm {
 static size_t type_size(int dtype)
 {
 	switch (dtype) {
-	case MFR_F32: return 4;
+	case MFR_F32: case MFR_I32: return 4;
 	case MFR_F64: case MFR_I64: return 8;
 	default: return 1;
 	}
@@ -47,6 +47,7 @@ static MPI_Datatype mpi_type(int dtype)
 	switch (dtype) {
 	case MFR_F32: return MPI_FLOAT;
 	case MFR_F64: return MPI_DOUBLE;
+	case MFR_I32: return MPI_INT32_T;
 	case MFR_I64: return MPI_INT64_T;
 	default: return MPI_BYTE;
 	}

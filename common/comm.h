@@ -23,7 +23,7 @@
 
 typedef struct mfr_comm mfr_comm;
 
-enum { MFR_F32, MFR_F64, MFR_I64, MFR_U8 };
+enum { MFR_F32, MFR_F64, MFR_I32, MFR_I64, MFR_U8 };
 enum { MFR_SUM, MFR_MAX };
 
 /* Joins the job (MPI_Init when a launcher started us and MPI is built in),
@@ -40,7 +40,7 @@ int mfr_comm_size(const mfr_comm *c);
 /* "MPI (OpenMPI v4.1.4)" or "world of one (no launcher)" */
 const char *mfr_comm_describe(const mfr_comm *c);
 
-/* In place: buf (n values of dtype MFR_F32, MFR_F64 or MFR_I64) becomes the
+/* In place: buf (n values of dtype MFR_F32, MFR_F64, MFR_I32 or MFR_I64) becomes the
  * element-wise op (MFR_SUM, MFR_MAX) over all ranks. The sum is in a fixed
  * order for a given number of ranks, so a rerun is bit-identical. */
 void mfr_comm_allreduce(mfr_comm *c, void *buf, size_t n, int dtype, int op);

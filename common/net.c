@@ -208,6 +208,47 @@ static void *zalloc(size_t count, size_t size, mfr_error *e)
 	return p;
 }
 
+/* Where each layer's activation (training), saved values and dropout masks
+ * go for batches of max_batch (any array may be NULL), their totals in
+ * values, and the largest scratch any layer needs. Returns the most inputs
+ * a layer has (at least 2). */
+static int layout(const mfr_arch *a, int max_batch, int training, size_t *aoff, size_t *anum, size_t *soff,
+		  size_t *moff, size_t *atotal, size_t *stotal, size_t *mtotal, size_t *wmax)
+{
+	int maxin = 2;
+	*atotal = *stotal = *mtotal = *wmax = 0;
+	for (int i = 0; i < a->n_layers; i++) {
+		const mfr_layer *L = &a->layers[i];
+		size_t num = shape_numel(&L->shape);
+		if (anum)
+			anum[i] = num;
+		if (L->n_in > maxin)
+			maxin = L->n_in;
+		if (soff)
+			soff[i] = *stotal;
+		*stotal += save_len(L, max_batch);
+		if (!training)
+			continue;
+		if (aoff)
+			aoff[i] = *atotal;
+		*atotal += (num * (size_t)max_batch + 15) & ~(size_t)15;
+		if (moff)
+			moff[i] = *mtotal;
+		if (L->op == MFR_OP_DROPOUT)
+			*mtotal += num * (size_t)max_batch;
+		if (work_len(L, max_batch) > *wmax)
+			*wmax = work_len(L, max_batch);
+	}
+	return maxin;
+}
+
+size_t MFR_NET(training_bytes)(const mfr_arch *a, int batch)
+{
+	size_t atotal, stotal, mtotal, wmax;
+	layout(a, batch, 1, NULL, NULL, NULL, NULL, &atotal, &stotal, &mtotal, &wmax);
+	return (2 * atotal + stotal + wmax) * sizeof(mfr_real) + mtotal;
+}
+
 MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_error *e)
 {
 	if (max_batch < 1 || max_batch > 1 << 20) {
@@ -248,28 +289,8 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 		goto fail;
 	if (training && !(n->grads = zalloc(n->ptotal, sizeof(mfr_real), e)))
 		goto fail;
-	size_t atotal = 0, stotal = 0, mtotal = 0, wmax = 0;
-	int maxin = 2;
-	for (int i = 0; i < nl; i++) {
-		const mfr_layer *L = &a->layers[i];
-		n->anum[i] = shape_numel(&L->shape);
-		if (L->n_in > maxin)
-			maxin = L->n_in;
-		if (training) {
-			n->aoff[i] = atotal;
-			atotal += (n->anum[i] * (size_t)max_batch + 15) & ~(size_t)15;
-			n->soff[i] = stotal;
-			stotal += save_len(L, max_batch);
-			n->moff[i] = mtotal;
-			if (L->op == MFR_OP_DROPOUT)
-				mtotal += n->anum[i] * (size_t)max_batch;
-			if (work_len(L, max_batch) > wmax)
-				wmax = work_len(L, max_batch);
-		} else {
-			n->soff[i] = stotal;
-			stotal += save_len(L, max_batch);
-		}
-	}
+	size_t atotal, stotal, mtotal, wmax;
+	int maxin = layout(a, max_batch, training, n->aoff, n->anum, n->soff, n->moff, &atotal, &stotal, &mtotal, &wmax);
 	if (!training && (atotal = plan_inference(n, n->aoff)) == (size_t)-1) {
 		mfr_fail(e, "out of memory planning activations");
 		goto fail;
@@ -804,6 +825,8 @@ int mfr_net_load(mfr_net *n, const mfr_model *m, mfr_error *e)
 	if (m->ntensors != a->n_tensors) {
 		for (int k = 0; k < m->ntensors; k++) {
 			int found = 0;
+			/* a checkpoint's training state (mfr-train) is not the net's */
+			found = !strncmp(m->tensors[k].name, "train.", 6);
 			for (int i = 0; i < a->n_tensors && !found; i++)
 				found = !strcmp(a->tensors[i].name, m->tensors[k].name);
 			if (!found)

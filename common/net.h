@@ -42,6 +42,11 @@ typedef struct mfr_net mfr_net;
 MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_error *e);
 void MFR_NET(free)(MFR_NET_T *n);
 
+/* Bytes a training net for batches of batch images holds besides its
+ * parameters and gradients: activations, their gradients, what forward
+ * saves for backward, dropout masks and scratch (for the memory planner). */
+size_t MFR_NET(training_bytes)(const mfr_arch *a, int batch);
+
 /* The parameter block: every tensor of a->tensors in order, tensor i at
  * params + offset(i), a->tensors[i].count values. An inference net caches
  * derived weights (conv -> bn folding, reordered copies): calling params,
@@ -97,7 +102,8 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e);
 
 /* Copies every tensor of the net from m by name, checking shapes; a missing
  * or mis-shaped tensor is an error naming it. Tensors in m that the
- * architecture does not have are an error too (a model for another net). */
+ * architecture does not have are an error too (a model for another net),
+ * except those named train.* (a checkpoint's training state, mfr-train). */
 int mfr_net_load(mfr_net *n, const mfr_model *m, mfr_error *e);
 
 /* Adds every tensor of the net to m (fp32, or fp16 when half is set). */

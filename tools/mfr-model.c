@@ -2,6 +2,7 @@
  * architecture with seeded initial weights, a real pretrained one converted
  * (dlib's face descriptor from face-api.js's weights), a model's summary, or
  * its architecture text (to edit and reuse). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include "model.h" /* defines: mfr_model_* */
 #include "net.h"   /* defines: mfr_net_init, mfr_net_store */
 
-enum { O_NEW = 256, O_INFO, O_ARCH, O_SEED, O_FP16, O_FROM_DLIB };
+enum { O_NEW = 256, O_INFO, O_ARCH, O_SEED, O_FP16, O_FROM_DLIB, O_COMPARE, O_TOL };
 
 static const mfr_option opts[] = {
 	{"new", O_NEW, "ARCH", "create a model of ARCH (preset name or .arch file) with seeded weights"},
@@ -22,6 +23,8 @@ static const mfr_option opts[] = {
 	{"output", 'o', "FILE", "with --new or --from-dlib: the model file to write (required)"},
 	{"info", O_INFO, "MODEL", "print a model's input convention, tensors and layer table"},
 	{"arch", O_ARCH, "MODEL", "print a model's architecture text"},
+	{"compare", O_COMPARE, "MODEL", "compare the tensors of MODEL and the operand MODEL2 (checkpoints too)"},
+	{"tolerance", O_TOL, "T", "with --compare: exit 1 when a value differs by more than T x max(1, max |tensor|) (default 0)"},
 	{0},
 };
 
@@ -30,7 +33,8 @@ static const mfr_tool tool = {
 	"--new ARCH [--seed S] [--fp16] -o MODEL\n"
 	"--from-dlib DIR -o MODEL\n"
 	"--info MODEL\n"
-	"--arch MODEL",
+	"--arch MODEL\n"
+	"--compare MODEL [--tolerance T] MODEL2",
 	"Create a model file with seeded initial weights (insightface's input convention:\n"
 	"112x112 RGB, (x - 127.5) / 128, the ArcFace template); convert dlib's ResNet face\n"
 	"descriptor from face-api.js's TensorFlow.js weights (DIR holds\n"
@@ -39,10 +43,59 @@ static const mfr_tool tool = {
 	opts,
 };
 
+/* Prints, per tensor of a present in both, the largest absolute difference
+ * and that relative to the tensor's largest magnitude; returns 0 when both
+ * hold the same architecture and tensors and every difference is within
+ * tol x max(1, the tensor's largest magnitude), else 1. */
+static int compare_models(const char *pa, const char *pb, double tol)
+{
+	mfr_model a, b;
+	mfr_error e;
+	if (mfr_model_load(pa, &a, &e) < 0 || mfr_model_load(pb, &b, &e) < 0)
+		mfr_die_error(&e);
+	int bad = strcmp(a.arch, b.arch) != 0;
+	if (bad)
+		printf("architecture: differs\n");
+	double worst = 0;
+	for (int i = 0; i < a.ntensors; i++) {
+		const mfr_tensor *x = &a.tensors[i], *y = mfr_model_find(&b, x->name);
+		if (!y || y->numel != x->numel) {
+			printf("%s: %s\n", x->name, y ? "different shape" : "only in the first");
+			bad = 1;
+			continue;
+		}
+		double dmax = 0, vmax = 0;
+		for (size_t k = 0; k < x->numel; k++) {
+			double d = fabs((double)x->data[k] - y->data[k]);
+			if (d > dmax || d != d)
+				dmax = d;
+			vmax = fmax(vmax, fabs((double)x->data[k]));
+		}
+		double rel = dmax / fmax(vmax, 1);
+		if (rel > worst || rel != rel)
+			worst = rel;
+		if (dmax > 0)
+			printf("%s: max |a-b| %.3g (relative to max |a| %.3g)\n", x->name, dmax, vmax > 0 ? dmax / vmax : 0);
+	}
+	for (int i = 0; i < b.ntensors; i++)
+		if (!mfr_model_find(&a, b.tensors[i].name)) {
+			printf("%s: only in the second\n", b.tensors[i].name);
+			bad = 1;
+		}
+	printf("tensors: %d and %d, largest difference %.3g (of max(1, max |a|))%s\n", a.ntensors, b.ntensors, worst,
+	       worst == 0 && !bad ? " (identical values)" : "");
+	bad |= !(worst <= tol);
+	mfr_model_free(&a);
+	mfr_model_free(&b);
+	return mfr_close_stdout(bad);
+}
+
 int main(int argc, char **argv)
 {
 	const char *new_arch = NULL, *info = NULL, *arch = NULL, *out = NULL, *dlib = NULL;
 	uint64_t seed = 1;
+	const char *compare = NULL;
+	double tol = 0;
 	int fp16 = 0, c;
 	while ((c = mfr_getopt(&tool, argc, argv)) != -1) {
 		switch (c) {
@@ -53,7 +106,14 @@ int main(int argc, char **argv)
 		case O_INFO: info = optarg; break;
 		case O_ARCH: arch = optarg; break;
 		case O_FROM_DLIB: dlib = optarg; break;
+		case O_COMPARE: compare = optarg; break;
+		case O_TOL: tol = mfr_parse_real(optarg, 0, 1e30, "tolerance"); break;
 		}
+	}
+	if (compare) {
+		if (new_arch || info || arch || dlib || optind != argc - 1)
+			mfr_usage_error("--compare takes one model and one operand model");
+		return compare_models(compare, argv[optind], tol);
 	}
 	if (optind < argc)
 		mfr_usage_error("unexpected operand '%s'", argv[optind]);
