@@ -5,6 +5,7 @@
  */
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +365,23 @@ static int save_model(run *r, const char *path, mfr_error *e)
 	return rc;
 }
 
+/* Whether path's temp file (PATH.tmp, what the save writes first) can be
+ * created: checked before training, so a bad -o fails now, not hours later. */
+static int can_write(const char *path, mfr_error *e)
+{
+	char tmp[4096];
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+		return mfr_fail(e, "'%s': path too long", path);
+	int exists = access(tmp, F_OK) == 0;
+	FILE *f = fopen(tmp, "ab");
+	if (!f)
+		return mfr_fail(e, "'%s': cannot write here (%s)", path, strerror(errno));
+	fclose(f);
+	if (!exists)
+		remove(tmp);
+	return 0;
+}
+
 static double rss_bytes(void)
 {
 	FILE *f = fopen("/proc/self/statm", "r");
@@ -433,6 +451,8 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	r->G = r->B * r->k;
 	mfr_cpu_set_threads(c->threads);
 	if (!(r->a = load_arch(c->arch, c->dropout, &r->D, e)) || !(r->arch_text = mfr_arch_format(r->a, NULL, e)))
+		goto out;
+	if (r->rank == 0 && ((c->output && can_write(c->output, e) < 0) || (c->checkpoint && can_write(c->checkpoint, e) < 0)))
 		goto out;
 	mfr_input_spec_insightface(&r->input);
 	const mfr_shape *ish = &r->a->layers[0].shape;
