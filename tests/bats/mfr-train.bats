@@ -169,3 +169,22 @@ same_weights() {
 	run -0 mpi 3 $a -b 6 --max-steps 12 --resume a2.ckpt --checkpoint c3.ckpt train.mfr
 	contains "$output" "resumed at step 7"
 }
+
+@test "mfr-train: arcface, combined margins, poly decay, dense momentum and --init fine-tuning run" {
+	data
+	local a="-a $SMALL -b 16 -j 1 --epochs 2 --log-every 5"
+	run -0 mfr-train $a --margin arcface --decay poly --warmup 0.2 --fc-momentum dense --clip 5 --log arc.tsv -o arc.mfrm train.mfr
+	contains "$output" "dense momentum"
+	[ "$(loss_col arc.tsv | wc -l)" -ge 4 ]
+	# poly decay (power 2) ends near 0: the last step's rate is (1/steps)^2 of the base
+	awk -F'\t' 'NR == 2 { a = $5 } END { if (!($5 < a / 1000)) { print "last lr " $5 " vs " a; exit 1 } }' arc.tsv
+	run -0 mfr-train $a --m1 1 --m2 0.3 --m3 0.2 --max-steps 5 -o comb.mfrm train.mfr
+	contains "$output" "m=(1, 0.3, 0.2)"
+	# fine-tuning from the trained backbone starts from a lower loss than a fresh one
+	run -0 mfr-train $a --max-steps 5 --log fresh.tsv -o f.mfrm train.mfr
+	run -0 mfr-train $a --max-steps 5 --init arc.mfrm --log tuned.tsv -o t.mfrm train.mfr
+	awk -v a="$(loss_col tuned.tsv | head -n 1)" -v b="$(loss_col fresh.tsv | head -n 1)" \
+		'BEGIN { if (!(a < b)) { print "fine-tuned loss " a " not below fresh " b; exit 1 } }'
+	run -1 mfr-train $a --init nosuch.mfrm -o x.mfrm train.mfr
+	contains "$output" "nosuch.mfrm"
+}
