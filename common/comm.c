@@ -205,50 +205,50 @@ static void recv_chunks(mfr_comm *c, void *p, size_t n, int dtype, int from)
 }
 #endif
 
-void mfr_comm_gatherv(mfr_comm *c, const void *in, void *out, const int64_t *counts, int dtype)
+/* Moves each rank's part between its local buffer and rank 0's whole one:
+ * gather (to_root) or scatter, parts in rank order, counts[r] values each. */
+static void exchange(mfr_comm *c, void *local, void *whole, const int64_t *counts, int dtype, int to_root)
 {
 	size_t es = type_size(dtype);
 	if (c->size == 1) {
-		memmove(out, in, (size_t)counts[0] * es);
+		if (to_root)
+			memmove(whole, local, (size_t)counts[0] * es);
+		else
+			memmove(local, whole, (size_t)counts[0] * es);
 		return;
 	}
 #ifdef MFR_HAVE_MPI
 	if (c->rank != 0) {
-		send_chunks(c, in, (size_t)counts[c->rank], dtype, 0);
+		if (to_root)
+			send_chunks(c, local, (size_t)counts[c->rank], dtype, 0);
+		else
+			recv_chunks(c, local, (size_t)counts[c->rank], dtype, 0);
 		return;
 	}
 	size_t off = 0;
 	for (int r = 0; r < c->size; r++) {
-		if (r == 0)
-			memmove(out, in, (size_t)counts[0] * es);
+		char *part = (char *)whole + off * es;
+		if (r == 0 && to_root)
+			memmove(part, local, (size_t)counts[0] * es);
+		else if (r == 0)
+			memmove(local, part, (size_t)counts[0] * es);
+		else if (to_root)
+			recv_chunks(c, part, (size_t)counts[r], dtype, r);
 		else
-			recv_chunks(c, (char *)out + off * es, (size_t)counts[r], dtype, r);
+			send_chunks(c, part, (size_t)counts[r], dtype, r);
 		off += (size_t)counts[r];
 	}
 #endif
 }
 
+void mfr_comm_gatherv(mfr_comm *c, const void *in, void *out, const int64_t *counts, int dtype)
+{
+	exchange(c, (void *)in, out, counts, dtype, 1); /* read only: gathering never writes in */
+}
+
 void mfr_comm_scatterv(mfr_comm *c, const void *in, void *out, const int64_t *counts, int dtype)
 {
-	size_t es = type_size(dtype);
-	if (c->size == 1) {
-		memmove(out, in, (size_t)counts[0] * es);
-		return;
-	}
-#ifdef MFR_HAVE_MPI
-	if (c->rank != 0) {
-		recv_chunks(c, out, (size_t)counts[c->rank], dtype, 0);
-		return;
-	}
-	size_t off = 0;
-	for (int r = 0; r < c->size; r++) {
-		if (r == 0)
-			memmove(out, in, (size_t)counts[0] * es);
-		else
-			send_chunks(c, (const char *)in + off * es, (size_t)counts[r], dtype, r);
-		off += (size_t)counts[r];
-	}
-#endif
+	exchange(c, out, (void *)in, counts, dtype, 0); /* read only: scattering never writes in */
 }
 
 void mfr_comm_barrier(mfr_comm *c)
