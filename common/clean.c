@@ -1,0 +1,894 @@
+/* clean.c — class centres, intra-class decisions, the blocked centre-pair
+ * search and capped union-find behind mfr-clean-intra and mfr-merge-inter
+ * (contracts in clean.h). Not here: option parsing, reports and output
+ * streams, which are the tools' business. */
+#include "clean.h" /* defines: mfr_passes, mfr_centres, mfr_intra_*, mfr_pair_search, mfr_uf */
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gemm.h"   /* defines: mfr_sgemm, mfr_gemm_set_threads */
+#include "record.h" /* defines: mfr_embedding_decode, mfr_record_ids */
+
+/* ---- passes ---- */
+
+void mfr_passes_init(mfr_passes *p, const char *const *paths, int n)
+{
+	*p = (mfr_passes){.paths = paths, .n = n};
+	int all_files = n > 0;
+	for (int i = 0; i < n; i++) {
+		struct stat st;
+		if (strcmp(paths[i], "-") == 0 || stat(paths[i], &st) < 0 || !S_ISREG(st.st_mode))
+			all_files = 0;
+	}
+	p->spooling = !all_files;
+}
+
+static int pass_end(mfr_passes *p, mfr_error *e)
+{
+	mfr_reader_close(p->r);
+	p->r = NULL;
+	if (p->pass == 1) {
+		p->records = p->seen;
+		p->idsum = p->seensum;
+		if (p->sw) {
+			mfr_writer *w = p->sw;
+			p->sw = NULL;
+			if (mfr_writer_close(w, e) < 0)
+				return mfr_fail(e, "spool file '%s': %s", p->spool, e->msg);
+		}
+		return 0;
+	}
+	if (p->seen != p->records || p->seensum != p->idsum)
+		return mfr_fail(e, "'%s': the input changed between passes (%llu records, then %llu)",
+				p->spooling ? p->spool : p->paths[0], (unsigned long long)p->records,
+				(unsigned long long)p->seen);
+	return 0;
+}
+
+int mfr_passes_begin(mfr_passes *p, int want_meta, mfr_error *e)
+{
+	if (p->r) {
+		mfr_reader_close(p->r);
+		p->r = NULL;
+	}
+	p->pass++;
+	p->seen = p->seensum = 0;
+	p->want_meta = want_meta;
+	if (p->pass > 1 && p->spooling) {
+		const char *sp = p->spool;
+		p->r = mfr_reader_open(&sp, 1, 0, want_meta, e);
+		return p->r ? 0 : -1;
+	}
+	/* the spool needs the META records even when this pass does not */
+	p->r = mfr_reader_open(p->paths, p->n, 0, want_meta || (p->pass == 1 && p->spooling), e);
+	if (!p->r)
+		return -1;
+	if (p->pass > 1)
+		return 0;
+	p->schema = *mfr_reader_schema(p->r);
+	const char *name = p->n == 0 || strcmp(p->paths[0], "-") == 0 ? "<stdin>" : p->paths[0];
+	if (p->schema.kind != MFR_KIND_EMBEDDING) {
+		mfr_fail(e, "'%s': is a %s stream, not EMBEDDING records", name, mfr_kind_name(p->schema.kind));
+		goto fail;
+	}
+	if (!p->spooling)
+		return 0;
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	size_t len = strlen(dir) + 32;
+	if (!(p->spool = mfr_malloc(len, e)))
+		goto fail;
+	snprintf(p->spool, len, "%s/mfr-spool.XXXXXX", dir);
+	int fd = mkstemp(p->spool);
+	if (fd < 0) {
+		mfr_fail(e, "cannot create a spool file in '%s': %s (set TMPDIR)", dir, strerror(errno));
+		free(p->spool);
+		p->spool = NULL;
+		goto fail;
+	}
+	close(fd);
+	if (mfr_temp_register(p->spool, e) < 0 ||
+	    !(p->sw = mfr_writer_open(p->spool, &p->schema, NULL, 0, NULL, 0, e)))
+		goto fail;
+	return 0;
+fail:
+	mfr_reader_close(p->r);
+	p->r = NULL;
+	return -1;
+}
+
+int mfr_passes_next(mfr_passes *p, mfr_record *rec, mfr_error *e)
+{
+	for (;;) {
+		int got = mfr_reader_next(p->r, rec, e);
+		if (got < 0)
+			return -1;
+		if (got == 0)
+			return pass_end(p, e) < 0 ? -1 : 0;
+		if (p->sw && mfr_writer_put(p->sw, rec->type, rec->data, rec->size, e) < 0)
+			return mfr_fail(e, "spool file '%s': %s", p->spool, e->msg);
+		if (rec->type == MFR_REC_META) {
+			if (!p->want_meta)
+				continue;
+			return 1;
+		}
+		uint64_t id;
+		int32_t label;
+		uint32_t flags;
+		if (mfr_record_ids(rec->data, rec->size, &id, &label, &flags, e) < 0)
+			return mfr_fail(e, "'%s': bad record %llu at byte %llu: %s", rec->path,
+					(unsigned long long)rec->number, (unsigned long long)rec->offset, e->msg);
+		p->seensum += mfr_hash2(id, p->seen);
+		p->seen++;
+		return 1;
+	}
+}
+
+void mfr_passes_close(mfr_passes *p)
+{
+	if (p->r)
+		mfr_reader_close(p->r);
+	if (p->sw)
+		mfr_writer_abort(p->sw);
+	if (p->spool) {
+		unlink(p->spool);
+		mfr_temp_forget(p->spool);
+		free(p->spool);
+	}
+	p->r = NULL;
+	p->sw = NULL;
+	p->spool = NULL;
+}
+
+/* ---- centres ---- */
+
+void mfr_centres_init(mfr_centres *cs, uint32_t dim)
+{
+	*cs = (mfr_centres){.dim = dim};
+	mfr_map_init(&cs->map);
+}
+
+void mfr_centres_free(mfr_centres *cs)
+{
+	free(cs->labels);
+	free(cs->count);
+	free(cs->c);
+	mfr_map_free(&cs->map);
+	*cs = (mfr_centres){0};
+}
+
+int64_t mfr_centres_find(const mfr_centres *cs, int32_t label)
+{
+	if (label < 0)
+		return -1;
+	uint64_t *v = mfr_map_get(&cs->map, (uint64_t)label);
+	return v ? (int64_t)*v : -1;
+}
+
+int mfr_centres_add(mfr_centres *cs, int32_t label, const float *v, mfr_error *e)
+{
+	int inserted;
+	uint64_t *slot = mfr_map_put(&cs->map, (uint64_t)(uint32_t)label, &inserted, e);
+	if (!slot)
+		return -1;
+	if (inserted) {
+		if (cs->n == cs->room) {
+			size_t room = cs->room ? cs->room * 2 : 256;
+			int32_t *l = mfr_realloc(cs->labels, room * sizeof *l, e);
+			if (!l)
+				return -1;
+			cs->labels = l;
+			uint64_t *c = mfr_realloc(cs->count, room * sizeof *c, e);
+			if (!c)
+				return -1;
+			cs->count = c;
+			float *f = mfr_realloc(cs->c, room * cs->dim * sizeof *f, e);
+			if (!f)
+				return -1;
+			cs->c = f;
+			cs->room = room;
+		}
+		*slot = cs->n;
+		cs->labels[cs->n] = label;
+		cs->count[cs->n] = 0;
+		memset(cs->c + cs->n * cs->dim, 0, cs->dim * sizeof *cs->c);
+		cs->n++;
+	}
+	size_t k = (size_t)*slot;
+	float *s = cs->c + k * cs->dim;
+	for (uint32_t i = 0; i < cs->dim; i++)
+		s[i] += v[i];
+	cs->count[k]++;
+	return 0;
+}
+
+static const int32_t *sort_labels;
+static int by_label(const void *a, const void *b)
+{
+	int32_t x = sort_labels[*(const uint32_t *)a], y = sort_labels[*(const uint32_t *)b];
+	return (x > y) - (x < y);
+}
+
+int mfr_centres_finish(mfr_centres *cs, mfr_error *e)
+{
+	size_t n = cs->n, d = cs->dim;
+	uint32_t *ord = mfr_malloc((n ? n : 1) * sizeof *ord, e);
+	int32_t *l = mfr_malloc((n ? n : 1) * sizeof *l, e);
+	uint64_t *cnt = mfr_malloc((n ? n : 1) * sizeof *cnt, e);
+	float *c = mfr_malloc((n ? n : 1) * d * sizeof *c, e);
+	if (!ord || !l || !cnt || !c)
+		goto fail;
+	for (size_t k = 0; k < n; k++)
+		ord[k] = (uint32_t)k;
+	sort_labels = cs->labels;
+	qsort(ord, n, sizeof *ord, by_label);
+	mfr_map_free(&cs->map);
+	mfr_map_init(&cs->map);
+	for (size_t k = 0; k < n; k++) {
+		l[k] = cs->labels[ord[k]];
+		cnt[k] = cs->count[ord[k]];
+		memcpy(c + k * d, cs->c + ord[k] * d, d * sizeof *c);
+		mfr_unit(c + k * d, (uint32_t)d);
+		uint64_t *slot = mfr_map_put(&cs->map, (uint64_t)l[k], NULL, e);
+		if (!slot)
+			goto fail;
+		*slot = k;
+	}
+	free(ord);
+	free(cs->labels);
+	free(cs->count);
+	free(cs->c);
+	cs->labels = l;
+	cs->count = cnt;
+	cs->c = c;
+	cs->room = n;
+	return 0;
+fail:
+	free(ord);
+	free(l);
+	free(cnt);
+	free(c);
+	return -1;
+}
+
+void mfr_unit(float *v, uint32_t d)
+{
+	double s = 0;
+	for (uint32_t i = 0; i < d; i++)
+		s += (double)v[i] * v[i];
+	if (s <= 0)
+		return;
+	double inv = 1.0 / sqrt(s);
+	for (uint32_t i = 0; i < d; i++)
+		v[i] = (float)(v[i] * inv);
+}
+
+float mfr_dot(const float *a, const float *b, uint32_t d)
+{
+	double s = 0;
+	for (uint32_t i = 0; i < d; i++)
+		s += (double)a[i] * b[i];
+	return (float)s;
+}
+
+/* Decodes rec's embedding into v (dim floats) and makes it unit. */
+static int unit_embedding(const mfr_passes *p, const mfr_record *rec, float *v, int32_t *label, mfr_error *e)
+{
+	mfr_embedding emb = {.vec = v};
+	if (mfr_embedding_decode(rec->data, rec->size, &p->schema, &emb, e) < 0)
+		return mfr_fail(e, "'%s': bad record %llu at byte %llu: %s", rec->path, (unsigned long long)rec->number,
+				(unsigned long long)rec->offset, e->msg);
+	mfr_unit(v, p->schema.dim);
+	*label = emb.label;
+	return 0;
+}
+
+int mfr_centres_build(mfr_passes *p, mfr_centres *cs, mfr_error *e)
+{
+	if (mfr_passes_begin(p, 0, e) < 0)
+		return -1;
+	mfr_centres_init(cs, p->schema.dim);
+	float *v = mfr_malloc(p->schema.dim * sizeof *v, e);
+	if (!v)
+		return -1;
+	mfr_record rec;
+	int got;
+	int32_t label;
+	while ((got = mfr_passes_next(p, &rec, e)) == 1) {
+		if (unit_embedding(p, &rec, v, &label, e) < 0 || (label >= 0 && mfr_centres_add(cs, label, v, e) < 0)) {
+			got = -1;
+			break;
+		}
+	}
+	free(v);
+	if (got < 0 || mfr_centres_finish(cs, e) < 0) {
+		mfr_centres_free(cs);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- intra-class decisions ---- */
+
+const char *mfr_drop_reason(int why)
+{
+	switch (why) {
+	case MFR_KEEP: return "kept";
+	case MFR_DROP_THRESHOLD: return "threshold";
+	case MFR_DROP_PERCENTILE: return "percentile";
+	case MFR_DROP_SMALL: return "small-class";
+	case MFR_DROP_UNLABELLED: return "unlabelled";
+	}
+	return "unknown";
+}
+
+static int by_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+int mfr_intra_decide(const mfr_intra_opts *o, const float *sim, const int32_t *cls, size_t n,
+		     size_t nclass, uint8_t *why, mfr_error *e)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (cls[i] < 0)
+			why[i] = o->drop_unlabelled ? MFR_DROP_UNLABELLED : MFR_KEEP;
+		else
+			why[i] = o->use_threshold && !(sim[i] >= o->threshold) ? MFR_DROP_THRESHOLD : MFR_KEEP;
+	}
+	if (!o->use_percentile && o->min_images <= 1)
+		return 0;
+	/* members grouped by class: start[k] .. start[k+1] in mem[] (counting sort) */
+	size_t *start = calloc(nclass + 1, sizeof *start);
+	uint32_t *mem = malloc((n ? n : 1) * sizeof *mem);
+	float *tmp = NULL;
+	if (!start || !mem)
+		goto oom;
+	for (size_t i = 0; i < n; i++)
+		if (cls[i] >= 0)
+			start[cls[i] + 1]++;
+	size_t largest = 0;
+	for (size_t k = 0; k < nclass; k++) {
+		if (start[k + 1] > largest)
+			largest = start[k + 1];
+		start[k + 1] += start[k];
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cls[i] >= 0)
+			mem[start[cls[i]]++] = (uint32_t)i;
+	for (size_t k = nclass; k > 0; k--)
+		start[k] = start[k - 1];
+	start[0] = 0;
+	if (!(tmp = malloc((largest ? largest : 1) * sizeof *tmp)))
+		goto oom;
+	for (size_t k = 0; k < nclass; k++) {
+		size_t m = start[k + 1] - start[k];
+		const uint32_t *ms = mem + start[k];
+		if (o->use_percentile && m > 0) {
+			for (size_t j = 0; j < m; j++)
+				tmp[j] = sim[ms[j]];
+			qsort(tmp, m, sizeof *tmp, by_float);
+			size_t rank = (size_t)floor((double)m * o->percentile / 100.0);
+			if (rank < m)
+				for (size_t j = 0; j < m; j++)
+					if (sim[ms[j]] < tmp[rank] && why[ms[j]] == MFR_KEEP)
+						why[ms[j]] = MFR_DROP_PERCENTILE;
+		}
+		uint64_t kept = 0;
+		for (size_t j = 0; j < m; j++)
+			kept += why[ms[j]] == MFR_KEEP;
+		if (kept >= o->min_images || kept == m)
+			continue;
+		for (size_t j = 0; j < m; j++) {
+			if (o->small_policy == MFR_SMALL_KEEP)
+				why[ms[j]] = MFR_KEEP;
+			else if (o->small_policy == MFR_SMALL_DROP)
+				why[ms[j]] = MFR_DROP_SMALL;
+		}
+	}
+	free(start);
+	free(mem);
+	free(tmp);
+	return 0;
+oom:
+	free(start);
+	free(mem);
+	free(tmp);
+	return mfr_fail(e, "out of memory deciding %zu records", n);
+}
+
+/* One pass: similarity of every record to its class centre, and its class. */
+static int sims_pass(mfr_passes *p, const mfr_centres *cs, float *sim, int32_t *cls, float *v, mfr_error *e)
+{
+	if (mfr_passes_begin(p, 0, e) < 0)
+		return -1;
+	mfr_record rec;
+	int got;
+	size_t i = 0;
+	int32_t label;
+	while ((got = mfr_passes_next(p, &rec, e)) == 1) {
+		if (i >= p->records)
+			return mfr_fail(e, "'%s': the input changed between passes", rec.path);
+		if (unit_embedding(p, &rec, v, &label, e) < 0)
+			return -1;
+		int64_t k = mfr_centres_find(cs, label);
+		cls[i] = (int32_t)k;
+		sim[i] = k >= 0 ? mfr_dot(v, cs->c + (size_t)k * cs->dim, cs->dim) : NAN;
+		i++;
+	}
+	return got;
+}
+
+/* One pass: the centres of the kept members; a class that kept nothing keeps
+ * its previous centre, so its members are judged against it again. */
+static int recentre_pass(mfr_passes *p, mfr_centres *cs, const uint8_t *why, float *v, mfr_error *e)
+{
+	size_t d = cs->dim;
+	float *sum = calloc(cs->n * d + 1, sizeof *sum);
+	uint64_t *cnt = calloc(cs->n + 1, sizeof *cnt);
+	if (!sum || !cnt) {
+		free(sum);
+		free(cnt);
+		return mfr_fail(e, "out of memory for %zu centres", cs->n);
+	}
+	int got = mfr_passes_begin(p, 0, e);
+	mfr_record rec;
+	size_t i = 0;
+	int32_t label;
+	while (got == 0 && (got = mfr_passes_next(p, &rec, e)) == 1) {
+		got = 0;
+		if (i >= p->records) {
+			got = mfr_fail(e, "'%s': the input changed between passes", rec.path);
+			break;
+		}
+		if (why[i++] != MFR_KEEP)
+			continue;
+		if (unit_embedding(p, &rec, v, &label, e) < 0) {
+			got = -1;
+			break;
+		}
+		int64_t k = mfr_centres_find(cs, label);
+		if (k < 0)
+			continue;
+		float *s = sum + (size_t)k * d;
+		for (size_t j = 0; j < d; j++)
+			s[j] += v[j];
+		cnt[k]++;
+	}
+	if (got == 0)
+		for (size_t k = 0; k < cs->n; k++)
+			if (cnt[k]) {
+				mfr_unit(sum + k * d, (uint32_t)d);
+				memcpy(cs->c + k * d, sum + k * d, d * sizeof *sum);
+			}
+	free(sum);
+	free(cnt);
+	return got;
+}
+
+int mfr_intra_run(mfr_passes *p, const mfr_intra_opts *o, mfr_intra_result *res, mfr_error *e)
+{
+	*res = (mfr_intra_result){0};
+	if (mfr_centres_build(p, &res->cs, e) < 0)
+		return -1;
+	size_t n = p->records;
+	if (n >= UINT32_MAX) {
+		mfr_centres_free(&res->cs);
+		return mfr_fail(e, "%zu records: more than this tool's limit of 2^32-1 in one run", n);
+	}
+	res->n = n;
+	res->classes_in = res->cs.n;
+	res->why = malloc(n + 1);
+	res->sim = malloc((n + 1) * sizeof *res->sim);
+	int32_t *cls = malloc((n + 1) * sizeof *cls);
+	uint8_t *prev = malloc(n + 1);
+	float *v = malloc(p->schema.dim * sizeof *v);
+	int rc = -1;
+	if (!res->why || !res->sim || !cls || !prev || !v) {
+		mfr_fail(e, "out of memory for %zu records", n);
+		goto done;
+	}
+	for (int round = 1; round <= o->iterations; round++) {
+		if (sims_pass(p, &res->cs, res->sim, cls, v, e) < 0 ||
+		    mfr_intra_decide(o, res->sim, cls, n, res->cs.n, res->why, e) < 0)
+			goto done;
+		res->rounds = round;
+		if (round > 1) {
+			size_t i = 0;
+			while (i < n && (prev[i] == MFR_KEEP) == (res->why[i] == MFR_KEEP))
+				i++;
+			if (i == n) {
+				res->stable = 1;
+				break;
+			}
+		}
+		if (round == o->iterations)
+			break;
+		memcpy(prev, res->why, n);
+		if (recentre_pass(p, &res->cs, res->why, v, e) < 0)
+			goto done;
+	}
+	uint8_t *alive = calloc(res->cs.n + 1, 1);
+	if (!alive) {
+		mfr_fail(e, "out of memory");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (cls[i] >= 0 && res->why[i] == MFR_KEEP && !alive[cls[i]]) {
+			alive[cls[i]] = 1;
+			res->classes_out++;
+		}
+	free(alive);
+	rc = 0;
+done:
+	free(cls);
+	free(prev);
+	free(v);
+	if (rc < 0)
+		mfr_intra_free(res);
+	return rc;
+}
+
+void mfr_intra_free(mfr_intra_result *res)
+{
+	free(res->why);
+	free(res->sim);
+	mfr_centres_free(&res->cs);
+	*res = (mfr_intra_result){0};
+}
+
+/* ---- pair search ---- */
+
+/* A neighbour is worse than another when its similarity is lower or, on a
+ * tie, its index is higher: a total order, so the kept set does not depend on
+ * the order candidates arrive in. */
+static int worse(float sa, uint32_t ja, float sb, uint32_t jb)
+{
+	return sa < sb || (sa == sb && ja > jb);
+}
+
+/* Offers (s, j) to row i's bounded heap, whose root is its worst entry. */
+static void heap_offer(mfr_topk *t, uint32_t i, float s, uint32_t j)
+{
+	int k = t->k;
+	float *hs = t->sim + (size_t)i * k;
+	uint32_t *hj = t->nb + (size_t)i * k;
+	uint32_t n = t->n_nb[i];
+	if (n < (uint32_t)k) {
+		uint32_t c = n;
+		while (c > 0) {
+			uint32_t par = (c - 1) / 2;
+			if (!worse(s, j, hs[par], hj[par]))
+				break;
+			hs[c] = hs[par];
+			hj[c] = hj[par];
+			c = par;
+		}
+		hs[c] = s;
+		hj[c] = j;
+		t->n_nb[i] = n + 1;
+		return;
+	}
+	if (!worse(hs[0], hj[0], s, j))
+		return;
+	uint32_t c = 0;
+	for (;;) {
+		uint32_t l = 2 * c + 1, r = l + 1, m = c;
+		float ms = s;
+		uint32_t mj = j;
+		if (l < n && worse(hs[l], hj[l], ms, mj))
+			m = l, ms = hs[l], mj = hj[l];
+		if (r < n && worse(hs[r], hj[r], ms, mj))
+			m = r;
+		if (m == c)
+			break;
+		hs[c] = hs[m];
+		hj[c] = hj[m];
+		c = m;
+	}
+	hs[c] = s;
+	hj[c] = j;
+}
+
+typedef struct {
+	uint32_t i, j;
+	float s;
+} cand;
+
+typedef struct {
+	const float *c, *S;
+	uint32_t d;
+	size_t i0, j0, bi, bj, ldS;
+	int diag;
+	float lo, threshold;
+	size_t r0, r1; /* rows of the tile this worker scans */
+	cand *out;
+	size_t n, room;
+	int oom;
+} scan_job;
+
+static void *scan_rows(void *arg)
+{
+	scan_job *w = arg;
+	for (size_t r = w->r0; r < w->r1; r++) {
+		const float *row = w->S + r * w->ldS;
+		size_t c0 = w->diag ? r + 1 : 0;
+		for (size_t q = c0; q < w->bj; q++) {
+			if (!(row[q] >= w->lo))
+				continue;
+			uint32_t i = (uint32_t)(w->i0 + r), j = (uint32_t)(w->j0 + q);
+			float s = mfr_dot(w->c + (size_t)i * w->d, w->c + (size_t)j * w->d, w->d);
+			if (!(s >= w->threshold))
+				continue;
+			if (w->n == w->room) {
+				size_t room = w->room ? w->room * 2 : 1024;
+				cand *o = realloc(w->out, room * sizeof *o);
+				if (!o) {
+					w->oom = 1;
+					return NULL;
+				}
+				w->out = o;
+				w->room = room;
+			}
+			w->out[w->n++] = (cand){i, j, s};
+		}
+	}
+	return NULL;
+}
+
+static int nb_order(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b; /* packed: see mfr_pair_search */
+	return (*x > *y) - (*x < *y);
+}
+
+int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block,
+		    int threads, mfr_topk *t, mfr_error *e)
+{
+	*t = (mfr_topk){.n = n, .k = k};
+	if (k < 1 || k > 1024 || block < 1 || n >= UINT32_MAX)
+		return mfr_fail(e, "pair search: bad arguments (k %d, block %zu, n %zu)", k, block, n);
+	if (threads <= 0) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = nc > 0 ? (int)nc : 1;
+	}
+	if (threads > 256)
+		threads = 256;
+	t->n_nb = calloc(n + 1, sizeof *t->n_nb);
+	t->sim = malloc(((size_t)n * k + 1) * sizeof *t->sim);
+	t->nb = malloc(((size_t)n * k + 1) * sizeof *t->nb);
+	size_t bs = block < n ? block : (n ? n : 1);
+	float *S = malloc(bs * bs * sizeof *S);
+	scan_job *jobs = calloc((size_t)threads, sizeof *jobs);
+	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+	if (!t->n_nb || !t->sim || !t->nb || !S || !jobs || !tid) {
+		mfr_fail(e, "out of memory for the pair search of %zu centres", n);
+		goto fail;
+	}
+	mfr_gemm_set_threads(threads);
+	/* The GEMM's float sums differ from mfr_dot's by rounding, at most about
+	 * d * 2^-24 for unit rows: candidates within a margin well above that are
+	 * rescored exactly, so none at or above the threshold is lost. */
+	float lo = threshold - (1e-3f + (float)d * 2.4e-7f);
+	for (size_t i0 = 0; i0 < n; i0 += bs) {
+		size_t bi = n - i0 < bs ? n - i0 : bs;
+		for (size_t j0 = i0; j0 < n; j0 += bs) {
+			size_t bj = n - j0 < bs ? n - j0 : bs;
+			if (mfr_sgemm(0, 1, (int64_t)bi, (int64_t)bj, d, 1.0f, c + i0 * d, d, c + j0 * d, d, 0.0f, S,
+				      (int64_t)bj) < 0) {
+				mfr_fail(e, "pair search: GEMM of a %zu x %zu tile failed", bi, bj);
+				goto fail;
+			}
+			int nt = threads;
+			if ((size_t)nt > bi)
+				nt = (int)bi;
+			for (int w = 0; w < nt; w++) {
+				scan_job *j = &jobs[w];
+				*j = (scan_job){.c = c, .S = S, .d = d, .i0 = i0, .j0 = j0, .bi = bi, .bj = bj, .ldS = bj,
+						.diag = i0 == j0, .lo = lo, .threshold = threshold,
+						.r0 = bi * w / nt, .r1 = bi * (w + 1) / nt, .out = j->out, .room = j->room};
+			}
+			int started = 0;
+			for (int w = 1; w < nt; w++) {
+				if (pthread_create(&tid[w], NULL, scan_rows, &jobs[w]) != 0)
+					break;
+				started = w;
+			}
+			scan_rows(&jobs[0]);
+			for (int w = started + 1; w < nt; w++) /* threads that did not start */
+				scan_rows(&jobs[w]);
+			for (int w = 1; w <= started; w++)
+				pthread_join(tid[w], NULL);
+			for (int w = 0; w < nt; w++) {
+				if (jobs[w].oom) {
+					mfr_fail(e, "out of memory for pair candidates");
+					goto fail;
+				}
+				for (size_t q = 0; q < jobs[w].n; q++) {
+					cand *x = &jobs[w].out[q];
+					heap_offer(t, x->i, x->s, x->j);
+					heap_offer(t, x->j, x->s, x->i);
+				}
+			}
+		}
+	}
+	/* each row in order: sim descending, index ascending. Similarities are
+	 * >= threshold > -1 here; sort on a key built from (sim, index). */
+	for (size_t i = 0; i < n; i++) {
+		uint32_t m = t->n_nb[i];
+		uint64_t key[1024];
+		for (uint32_t q = 0; q < m; q++) {
+			float s = t->sim[i * k + q];
+			uint32_t u;
+			memcpy(&u, &s, 4);
+			u = (u & 0x80000000u) ? ~u : u | 0x80000000u; /* ascending float order as unsigned */
+			key[q] = (uint64_t)(~u) << 32 | t->nb[i * k + q];
+		}
+		qsort(key, m, sizeof *key, nb_order);
+		for (uint32_t q = 0; q < m; q++) {
+			uint32_t u = ~(uint32_t)(key[q] >> 32);
+			u = (u & 0x80000000u) ? u & 0x7fffffffu : ~u;
+			memcpy(&t->sim[i * k + q], &u, 4);
+			t->nb[i * k + q] = (uint32_t)key[q];
+		}
+	}
+	for (int w = 0; w < threads; w++)
+		free(jobs[w].out);
+	free(jobs);
+	free(tid);
+	free(S);
+	return 0;
+fail:
+	for (int w = 0; jobs && w < threads; w++)
+		free(jobs[w].out);
+	free(jobs);
+	free(tid);
+	free(S);
+	mfr_topk_free(t);
+	return -1;
+}
+
+void mfr_topk_free(mfr_topk *t)
+{
+	free(t->n_nb);
+	free(t->sim);
+	free(t->nb);
+	*t = (mfr_topk){0};
+}
+
+int mfr_topk_has(const mfr_topk *t, uint32_t i, uint32_t j)
+{
+	const uint32_t *nb = t->nb + (size_t)i * t->k;
+	for (uint32_t q = 0; q < t->n_nb[i]; q++)
+		if (nb[q] == j)
+			return 1;
+	return 0;
+}
+
+const char *mfr_edge_fate(int fate)
+{
+	switch (fate) {
+	case MFR_EDGE_MERGED: return "merged";
+	case MFR_EDGE_REDUNDANT: return "redundant";
+	case MFR_EDGE_CAPPED: return "capped";
+	}
+	return "unknown";
+}
+
+static int edge_order(const void *x, const void *y)
+{
+	const mfr_edge *a = x, *b = y;
+	if (a->sim != b->sim)
+		return a->sim > b->sim ? -1 : 1;
+	if (a->a != b->a)
+		return a->a < b->a ? -1 : 1;
+	return (a->b > b->b) - (a->b < b->b);
+}
+
+int mfr_topk_edges(const mfr_topk *t, int mutual, mfr_edge **edges, size_t *n_edges, mfr_error *e)
+{
+	size_t n = 0, room = 0;
+	mfr_edge *out = NULL;
+	for (uint32_t i = 0; i < t->n; i++)
+		for (uint32_t q = 0; q < t->n_nb[i]; q++) {
+			uint32_t j = t->nb[(size_t)i * t->k + q];
+			int back = mfr_topk_has(t, j, i);
+			/* each pair once: from its smaller end, or from the larger end
+			 * when the smaller does not list it */
+			if (mutual ? !back || i > j : i > j && back)
+				continue;
+			if (n == room) {
+				room = room ? room * 2 : 256;
+				mfr_edge *o = mfr_realloc(out, room * sizeof *o, e);
+				if (!o) {
+					free(out);
+					return -1;
+				}
+				out = o;
+			}
+			out[n++] = (mfr_edge){i < j ? i : j, i < j ? j : i, t->sim[(size_t)i * t->k + q], 0};
+		}
+	if (n)
+		qsort(out, n, sizeof *out, edge_order);
+	*edges = out;
+	*n_edges = n;
+	return 0;
+}
+
+int mfr_uf_init(mfr_uf *u, size_t n, mfr_error *e)
+{
+	u->n = n;
+	u->parent = mfr_malloc((n + 1) * sizeof *u->parent, e);
+	u->size = mfr_malloc((n + 1) * sizeof *u->size, e);
+	if (!u->parent || !u->size) {
+		mfr_uf_free(u);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		u->parent[i] = (uint32_t)i;
+		u->size[i] = 1;
+	}
+	return 0;
+}
+
+void mfr_uf_free(mfr_uf *u)
+{
+	free(u->parent);
+	free(u->size);
+	u->parent = u->size = NULL;
+}
+
+uint32_t mfr_uf_find(mfr_uf *u, uint32_t x)
+{
+	while (u->parent[x] != x) {
+		u->parent[x] = u->parent[u->parent[x]];
+		x = u->parent[x];
+	}
+	return x;
+}
+
+void mfr_merge_classes(mfr_uf *u, mfr_edge *edges, size_t n_edges, uint64_t cap)
+{
+	for (size_t q = 0; q < n_edges; q++) {
+		uint32_t a = mfr_uf_find(u, edges[q].a), b = mfr_uf_find(u, edges[q].b);
+		if (a == b) {
+			edges[q].fate = MFR_EDGE_REDUNDANT;
+			continue;
+		}
+		if (cap && (uint64_t)u->size[a] + u->size[b] > cap) {
+			edges[q].fate = MFR_EDGE_CAPPED;
+			continue;
+		}
+		if (u->size[a] < u->size[b]) {
+			uint32_t x = a;
+			a = b;
+			b = x;
+		}
+		u->parent[b] = a;
+		u->size[a] += u->size[b];
+		edges[q].fate = MFR_EDGE_MERGED;
+	}
+}
+
+size_t mfr_uf_labels(mfr_uf *u, int32_t *newlab)
+{
+	size_t groups = 0;
+	for (size_t k = 0; k < u->n; k++)
+		newlab[k] = -1;
+	/* k ascending meets every group first at its smallest class */
+	for (size_t k = 0; k < u->n; k++) {
+		uint32_t r = mfr_uf_find(u, (uint32_t)k);
+		if (newlab[r] < 0)
+			newlab[r] = (int32_t)groups++;
+		newlab[k] = newlab[r];
+	}
+	return groups;
+}
