@@ -1469,6 +1469,15 @@ void mfr_lfw_pairs_free(mfr_lfw_pairs *p)
 	*p = (mfr_lfw_pairs){0};
 }
 
+/* Names hold no control characters (NUL included): a name is text. */
+static int has_ctl(const char *f, int len)
+{
+	for (int i = 0; i < len; i++)
+		if ((unsigned char)f[i] < 0x20 || f[i] == 0x7f)
+			return 1;
+	return 0;
+}
+
 static char *dup_field(const char *f, int len, mfr_error *e)
 {
 	char *d = mfr_malloc((size_t)len + 1, e);
@@ -1530,6 +1539,11 @@ int mfr_lfw_pairs_parse(const char *text, size_t len, const char *name, mfr_lfw_
 					field_u64(f[2], fl[2], 1000000, &nb) == 0
 			      : nf == 4 && field_u64(f[1], fl[1], 1000000, &na) == 0 &&
 					field_u64(f[3], fl[3], 1000000, &nb) == 0;
+		if (ok && (has_ctl(f[0], fl[0]) || (!same && has_ctl(f[2], fl[2])))) {
+			mfr_lfw_pairs_free(p);
+			return mfr_fail(e, "'%s': line %llu at byte %zu: a control character in a name", name,
+					(unsigned long long)lineno, at);
+		}
 		if (!ok || na < 1 || nb < 1) {
 			mfr_lfw_pairs_free(p);
 			return mfr_fail(e, "'%s': line %llu at byte %zu: expected %s (pair %zu of set %zu is a %s pair)", name,
@@ -1587,7 +1601,7 @@ int mfr_label_map_parse(const char *text, size_t len, const char *name, mfr_labe
 		if (blank)
 			continue;
 		uint64_t lab, cnt;
-		if (nf == 3 && field_u64(f[0], fl[0], INT32_MAX, &lab) == 0 && fl[1] > 0 &&
+		if (nf == 3 && field_u64(f[0], fl[0], INT32_MAX, &lab) == 0 && fl[1] > 0 && !has_ctl(f[1], fl[1]) &&
 		    field_u64(f[2], fl[2], UINT64_MAX, &cnt) == 0) {
 			if (m->n == room) {
 				room = room ? room * 2 : 1024;
