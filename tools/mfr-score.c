@@ -262,10 +262,8 @@ static uint64_t keep_for(const config *c, uint64_t imp)
 			maxfar = c->far.v[k];
 	uint64_t want = (uint64_t)fmin(2 * maxfar * (double)imp + 16, 1e18), all = (uint64_t)1 << 22;
 	uint64_t k = want < c->keep_cap ? want : c->keep_cap;
-	if (imp < all && k < imp)
-		k = imp;
-	if (k > all && k > imp)
-		k = imp > all ? imp : all;
+	if (imp <= all || imp <= k)
+		k = imp; /* few enough: keep them all, every figure exact */
 	return k < 1 ? 1 : k;
 }
 
