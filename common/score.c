@@ -463,8 +463,10 @@ static int cmp_i32(const void *a, const void *b)
 int mfr_scores_finish(mfr_scores *s, mfr_error *e)
 {
 	compact(s);
-	qsort(s->top, s->ntop, sizeof *s->top, cmp_desc);
-	qsort(s->gen, s->ngen, sizeof *s->gen, cmp_asc);
+	if (s->ntop)
+		qsort(s->top, s->ntop, sizeof *s->top, cmp_desc);
+	if (s->ngen)
+		qsort(s->gen, s->ngen, sizeof *s->gen, cmp_asc);
 	if (!(s->above = mfr_malloc((MFR_SCORE_BINS + 1) * sizeof *s->above, e)))
 		return -1;
 	s->above[MFR_SCORE_BINS] = 0;

@@ -160,6 +160,7 @@ E
 	contains "$output" "'t.mfr': truncated"
 	contains "$output" "byte"
 	# FACE records are not embeddings
+	need_tool mfr-synth
 	mfr-synth -n 2 -m 1 -o f.mfr 2>/dev/null
 	run -1 mfr-score f.mfr
 	contains "$output" "FACE records, not EMBEDDING"
@@ -238,6 +239,10 @@ ARCH
 	echo "$output"
 	contains "$output" "pairs: 4 pairs: 2 genuine, 2 impostor scores"
 	contains "$output" "accuracy (2 folds): "
+	# through a pipe, the same table
+	local file_out=$output
+	run -0 --separate-stderr bash -c 'set -o pipefail; mfr-embed -m m.mfrm v.mfr 2>/dev/null | mfr-score --pairs p.tsv --folds 2'
+	equals "$output" "$(grep -v '^mfr-score: pairs: 4 pairs in\|^mfr-score: read' <<<"$file_out")"
 	# all-vs-all needs identities, which a .bin pack does not have
 	run -1 mfr-score e.mfr
 	contains "$output" "has no label (-1)"
