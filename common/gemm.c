@@ -12,6 +12,7 @@
 #include "gemm.h" /* defines: mfr_sgemm, mfr_gemm_set_threads */
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ static void scale_c(int64_t m, int64_t n, float beta, float *c, int64_t ldc)
  * (NC floats, 2 KiB) stays in L1 across the KC updates of a pass. */
 enum { KC = 256, NC = 256 };
 
-static int fb_threads; /* 0: every core */
+static atomic_int fb_threads; /* 0: every core; set from the scoring workers at once */
 
 typedef struct {
 	int ta, tb;
