@@ -188,3 +188,28 @@ same_weights() {
 	run -1 mfr-train $a --init nosuch.mfrm -o x.mfrm train.mfr
 	contains "$output" "nosuch.mfrm"
 }
+
+# metric EMB KEY: the EER or AUC (KEY eer|auc) of all-vs-all scoring
+metric() {
+	mfr-score -p all --json "$1" 2>/dev/null | tr ',{' '\n\n' | awk -v k="\"$2\": " '
+		index($0, k) { f = 1 } f && /"value"/ { sub(/.*"value": /, ""); print; exit }'
+}
+
+@test "mfr-train learns: the loss falls and held-out verification improves" {
+	need_tool mfr-score mfr-embed
+	mfr-synth -n 50 -m 12 -s 11 -o all.mfr 2>/dev/null
+	mfr-cat --split 2 --split-by label -o part all.mfr
+	mfr-model --new "$SMALL" --seed 1 -o init.mfrm 2>/dev/null
+	run -0 mfr-train -a "$SMALL" -b 16 -j 0 --epochs 10 --lr 0.4 --warmup 1 --decay-epochs 7,9 --dropout 0 \
+		--wd 5e-4 --log-every 10 --log log.tsv -o m.mfrm part-0.mfr
+	local first last
+	first=$(loss_col log.tsv | head -n 1) last=$(loss_col log.tsv | tail -n 1)
+	awk -v a="$first" -v b="$last" 'BEGIN { if (!(b < 0.7 * a)) { print "loss " a " -> " b; exit 1 } }'
+	mfr-embed -m init.mfrm --normalize -o before.mfr part-1.mfr 2>/dev/null
+	mfr-embed -m m.mfrm --normalize -o after.mfr part-1.mfr 2>/dev/null
+	local auc0 auc1 eer0 eer1
+	auc0=$(metric before.mfr auc) auc1=$(metric after.mfr auc) eer0=$(metric before.mfr eer) eer1=$(metric after.mfr eer)
+	echo "held-out identities: AUC $auc0 -> $auc1, EER $eer0 -> $eer1" >&3
+	awk -v a="$auc0" -v b="$auc1" -v c="$eer0" -v d="$eer1" \
+		'BEGIN { if (!(b > a + 0.05 && d < c - 0.05)) { print "no improvement"; exit 1 } }'
+}
