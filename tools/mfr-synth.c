@@ -8,7 +8,10 @@
  * neither the order nor the thread count, and the bytes written are the
  * same for every -j. A flipped record keeps its face and gets another
  * identity's label; an outlier record shows a face of no identity (a fresh
- * one per record) under a random identity's label.
+ * one per record) under a random identity's label. A split identity (chosen
+ * by a hash of (seed, identity)) has the clean records of its odd-numbered
+ * images under a label of its own, N + the split's rank: one person under two
+ * labels, what mfr-merge-inter must undo.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +24,7 @@
 #include "stream.h" /* defines: mfr_writer_* */
 #include "synth.h"  /* defines: mfr_synth_* */
 
-enum { O_RAW = 256, O_DIFFICULTY, O_VARIATION, O_FLIP, O_OUTLIER, O_TRUTH, O_INDEX };
+enum { O_RAW = 256, O_DIFFICULTY, O_VARIATION, O_FLIP, O_OUTLIER, O_SPLIT, O_TRUTH, O_INDEX };
 
 static const mfr_option opts[] = {
 	{"identities", 'n', "N", "number of identities, labels 0..N-1 (default 100)"},
@@ -33,6 +36,7 @@ static const mfr_option opts[] = {
 	{"variation", O_VARIATION, "V", "0..2: pose, expression, light and camera variation (default 1)"},
 	{"flip-ratio", O_FLIP, "R", "fraction of records given another identity's label (default 0)"},
 	{"outlier-ratio", O_OUTLIER, "R", "fraction of records replaced by a face of no identity (default 0)"},
+	{"split-ratio", O_SPLIT, "R", "fraction of identities whose odd-numbered images get a second label N.. (default 0)"},
 	{"truth", O_TRUTH, "FILE", "write the injected records as TSV: id, kind, label, true_label"},
 	{"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed on success) instead of stdout"},
 	{"index", O_INDEX, NULL, "with -o, also write the sidecar index FILE.idx"},
@@ -43,7 +47,7 @@ static const mfr_option opts[] = {
 static const mfr_tool tool = {
 	"mfr-synth",
 	"[-n N] [-m M] [-s S] [-q Q | --raw] [--difficulty D] [--variation V]\n"
-	"[--flip-ratio R] [--outlier-ratio R] [--truth FILE] [-j T] [-o FILE [--index]]",
+	"[--flip-ratio R] [--outlier-ratio R] [--split-ratio R] [--truth FILE] [-j T] [-o FILE [--index]]",
 	"Write a FACE stream of synthetic aligned faces: N identities x M images, sample id\n"
 	"identity*M + image, in that order; optionally with injected label noise.",
 	opts,
@@ -51,12 +55,15 @@ static const mfr_tool tool = {
 
 /* Domain of the label-noise hash: keeps it apart from the renderer's. */
 #define NOISE_DOMAIN 0x4e6f697365ull /* "Noise" */
+#define SPLIT_DOMAIN 0x53706c6974ull /* "Split" */
 
-enum { CLEAN, FLIP, OUTLIER };
+enum { CLEAN, FLIP, OUTLIER, SPLIT };
 
 typedef struct {
 	uint64_t seed, n, m;
-	double flip, outlier;
+	double flip, outlier, split;
+	int32_t *split_label; /* per identity: its second label, or -1 */
+	uint64_t nsplit;
 	mfr_synth_opts so;
 	int quality, raw;
 } config;
@@ -80,7 +87,24 @@ static int record_kind(const config *c, uint64_t id, int32_t *label)
 		*label = (int32_t)((k + 1 + h2 % (c->n - 1)) % c->n); /* never its own */
 		return FLIP;
 	}
+	if (c->split_label && c->split_label[k] >= 0 && id % c->m % 2 == 1) {
+		*label = c->split_label[k];
+		return SPLIT;
+	}
 	return CLEAN;
+}
+
+/* Chooses the split identities and numbers their second labels N, N+1, ... */
+static void choose_splits(config *c)
+{
+	if (c->split <= 0)
+		return;
+	if (!(c->split_label = malloc(c->n * sizeof *c->split_label)))
+		mfr_die("out of memory");
+	for (uint64_t k = 0; k < c->n; k++) {
+		double u = (double)(mfr_hash2(c->seed ^ SPLIT_DOMAIN, k) >> 11) * 0x1.0p-53;
+		c->split_label[k] = u < c->split ? (int32_t)(c->n + c->nsplit++) : -1;
+	}
 }
 
 /* One record being made: the encoded payload. */
@@ -109,7 +133,7 @@ static int make_record(worker *w, uint64_t id, slot *s)
 	int kind = record_kind(c, id, &label);
 	mfr_synth_face face;
 	uint64_t k = id / c->m, img = id % c->m;
-	if (kind == OUTLIER) {
+	if (kind == OUTLIER) { /* a split record is its identity's face */
 		mfr_synth_outlier(c->seed, id, &c->so, &face);
 		img = 0;
 	} else {
@@ -155,7 +179,7 @@ static void *work(void *arg)
 	return NULL;
 }
 
-/* Lists every flipped and outlier record, in id order. */
+/* Lists every flipped, outlier and split record, in id order. */
 static void write_truth(const config *c, FILE *f)
 {
 	fprintf(f, "id\tkind\tlabel\ttrue_label\n");
@@ -167,6 +191,9 @@ static void write_truth(const config *c, FILE *f)
 				(unsigned long long)(id / c->m));
 		else if (kind == OUTLIER)
 			fprintf(f, "%llu\toutlier\t%d\t-1\n", (unsigned long long)id, label);
+		else if (kind == SPLIT)
+			fprintf(f, "%llu\tsplit\t%d\t%llu\n", (unsigned long long)id, label,
+				(unsigned long long)(id / c->m));
 	}
 }
 
@@ -187,6 +214,7 @@ int main(int argc, char **argv)
 		case O_VARIATION: c.so.variation = mfr_parse_real(optarg, 0, 2, "variation"); break;
 		case O_FLIP: c.flip = mfr_parse_real(optarg, 0, 1, "flip ratio"); break;
 		case O_OUTLIER: c.outlier = mfr_parse_real(optarg, 0, 1, "outlier ratio"); break;
+		case O_SPLIT: c.split = mfr_parse_real(optarg, 0, 1, "split ratio"); break;
 		case O_TRUTH: truth = optarg; break;
 		case 'o': out = optarg; break;
 		case O_INDEX: with_index = 1; break;
@@ -204,8 +232,11 @@ int main(int argc, char **argv)
 	if (c.n * c.m > ((uint64_t)1 << 40)) /* ids stay far inside 64 bits, counts inside a day's work */
 		mfr_usage_error("%llu identities x %llu images is too many", (unsigned long long)c.n,
 				(unsigned long long)c.m);
-	if (c.n > INT32_MAX)
+	if (c.n > INT32_MAX / 2)
 		mfr_usage_error("labels must fit in 32 bits");
+	if (c.split > 0 && c.m < 2)
+		mfr_usage_error("--split-ratio needs at least 2 images per identity");
+	choose_splits(&c);
 
 	/* the truth list first: a bad path fails before any rendering, and the
 	 * file appears (renamed from FILE.tmp) only after the stream is whole */
@@ -271,5 +302,6 @@ int main(int argc, char **argv)
 	free(slots);
 	free(ws);
 	free(th);
+	free(c.split_label);
 	return mfr_close_stdout(0);
 }
