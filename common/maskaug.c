@@ -816,8 +816,8 @@ static rgbf material_at(const material *m, float s, float t, float e, float *rel
 			float gather = 1 - smooth01((as - 0.7f) / 0.2f);
 			mod *= 1 + gather * 0.09f * (0.5f - f); /* each fold faces up at its top */
 			float d = (1 - f) * sh->high * 0.66f / 3; /* units above the fold's lower crease */
-			if (d < 1.1f)
-				mod *= 1 - gather * 0.22f * (1 - d / 1.1f);
+			if (d < 1.6f) /* the crease: a dark line about a pixel wide at 112x112 */
+				mod *= 1 - gather * 0.2f * (1 - d / 1.6f);
 		}
 		if (as > 0.9f || e < 2.2f) { /* bound hems, with a stitch line */
 			mod *= 1.03f;
@@ -827,12 +827,10 @@ static rgbf material_at(const material *m, float s, float t, float e, float *rel
 		}
 		if (t < 0.07f && as < 0.28f) /* the nose wire under the hem */
 			mod *= 1.07f;
-		mod *= 0.97f + 0.06f * vnoise(m->key, X * 1.7f, Y * 1.7f);
 		break;
 	}
 	case MFR_STYLE_N95: {
-		mod *= 0.95f + 0.1f * vnoise(m->key, X * 2.1f, Y * 2.1f);
-		mod *= 0.98f + 0.04f * vnoise(m->key + 7, X * 0.5f, Y * 0.5f);
+		mod *= 0.97f + 0.06f * vnoise(m->key + 7, X * 0.5f, Y * 0.5f);
 		if (e < 2.4f) /* the welded rim */
 			mod *= e < 0.5f ? 0.9f : 0.95f;
 		if (Y < 4.5f && X > -9 && X < 9) { /* the aluminium nose clip */
@@ -857,7 +855,6 @@ static rgbf material_at(const material *m, float s, float t, float e, float *rel
 			mod *= 0.78f; /* the welded centre fold */
 		if (e > 1.3f && e < 2.1f) /* dotted weld seams along the edges */
 			mod *= fractf((X + Y) / 1.3f) < 0.5f ? 0.86f : 0.97f;
-		mod *= 0.96f + 0.08f * vnoise(m->key, X * 1.9f, Y * 1.9f);
 		break;
 	}
 	case MFR_STYLE_CLOTH: {
@@ -904,7 +901,6 @@ static rgbf material_at(const material *m, float s, float t, float e, float *rel
 		}
 		(void)v;
 		/* the weave, the centre seam and hems */
-		mod *= 0.95f + 0.1f * vnoise(m->key + 1, X * 1.8f, Y * 1.8f);
 		float ax = X < 0 ? -X : X;
 		if (ax < 0.55f)
 			mod *= 0.82f;
@@ -1288,7 +1284,8 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	} else {
 		inf.colour = T->colour, inf.pattern = T->name;
 	}
-	float soft = 0.9f + 0.6f * prm->fit; /* edge ramp in pixels: cloth edges are not knife-sharp */
+	float soft = 0.9f + 0.6f * prm->fit;
+	float grain = prm->style == MFR_STYLE_SURGICAL ? 0.06f : prm->style == MFR_STYLE_KN95 ? 0.07f : 0.1f; /* edge ramp in pixels: cloth edges are not knife-sharp */
 	for (size_t yy = 0; yy < Hh; yy++)
 		for (size_t xx = 0; xx < W; xx++) {
 			const frag *f = &fr[yy * W + xx];
@@ -1318,6 +1315,8 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 				float eu = (1 - as) * sh.wide * 0.5f, et = (f->t < 1 - f->t ? f->t : 1 - f->t) * hl;
 				float relief;
 				rgbf c = material_at(&m, f->s, f->t, eu < et ? eu : et, &relief);
+				/* fibre grain, one hash a pixel: finer than any pattern */
+				relief *= 1 + grain * (hash01(m.key, (int)xx, (int)yy) - 0.5f);
 				float l = f->light * relief;
 				col[0] = c.r * l * li.gain[0], col[1] = c.g * l * li.gain[1], col[2] = c.b * l * li.gain[2];
 			}
