@@ -127,12 +127,14 @@ static float vnoise(uint32_t key, float x, float y)
 /* ---- the face model and the pose fit ---- */
 
 /* The 5 landmarks of the model: eye centres, nose tip, mouth corners, with
- * the ArcFace template's x and y (relative to its eye midpoint 55.913,
- * 51.599) and depths of an average adult face (nose tip 18 units, about
- * 32 mm, in front of the eyes; mouth corners 5). */
+ * depths of an average adult face (nose tip 18 units, about 32 mm, in front
+ * of the eyes; mouth corners 5), and x, y such that the frontal view at
+ * scale 1 puts them on the ArcFace template (relative to its eye midpoint
+ * 55.913, 51.599): the template's offsets times (FOCAL - z) / FOCAL, which
+ * undoes the perspective magnification of the nearer points. */
 static const double model_lm[15] = {
-	-17.6186, 0.0, 0.0, 17.6186, 0.0, 0.0, 0.1120, 20.1377, 18.0,
-	-14.3639, 40.7666, 5.0, 14.8167, 40.6052, 5.0,
+	-17.6186, 0.0, 0.0, 17.6186, 0.0, 0.0, 0.1075, 19.3322, 18.0,
+	-14.2043, 40.3136, 5.0, 14.6521, 40.1540, 5.0,
 };
 
 /* Distance from the camera to the model's origin, in model units: about
