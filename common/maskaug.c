@@ -1205,7 +1205,7 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 		     const float lm[10], uint8_t *alpha, mfr_maskaug_info *info, mfr_error *e)
 {
 	if (w < 16 || h < 16 || w > 16384 || h > 16384)
-		return mfr_fail(e, "a %dx%d image is not a face crop (sides 16..16384)", w, h);
+		return mfr_fail(e, "%dx%d pixels is not a face crop size (sides 16..16384)", w, h);
 	if (!lm && (w != 112 || h != 112))
 		return mfr_fail(e, "a %dx%d face without landmarks (only aligned 112x112 crops can do without)", w, h);
 	const tmpl *T = NULL;

@@ -247,7 +247,7 @@ static void test_determinism_and_errors(void)
 	/* refusals leave the pixels untouched */
 	memcpy(a, o, 112 * 112 * 3);
 	CHECK(mfr_maskaug_apply(&c, a, 100, 100, NULL, 1, NULL, &e) < 0 && strstr(e.msg, "without landmarks"));
-	CHECK(mfr_maskaug_apply(&c, a, 8, 8, mfr_arcface_template, 1, NULL, &e) < 0 && strstr(e.msg, "not a face"));
+	CHECK(mfr_maskaug_apply(&c, a, 8, 8, mfr_arcface_template, 1, NULL, &e) < 0 && strstr(e.msg, "not a face crop"));
 	float lm[10];
 	memcpy(lm, mfr_arcface_template, sizeof lm);
 	lm[2] = lm[0], lm[3] = lm[1];
