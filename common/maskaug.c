@@ -984,7 +984,6 @@ static void sample_rgba(const tmpl_view *v, float x, float y, float o[4])
 	int ix = ifloor(x), iy = ifloor(y);
 	float fx = x - (float)ix, fy = y - (float)iy;
 	o[0] = o[1] = o[2] = o[3] = 0;
-	float wsum = 0;
 	for (int k = 0; k < 4; k++) {
 		int xx = ix + (k & 1), yy = iy + (k >> 1);
 		float wgt = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
@@ -993,7 +992,6 @@ static void sample_rgba(const tmpl_view *v, float x, float y, float o[4])
 		const uint8_t *p = v->rgba + ((size_t)yy * (size_t)v->w + (size_t)xx) * 4;
 		float a = p[3] * wgt;
 		o[0] += p[0] * a, o[1] += p[1] * a, o[2] += p[2] * a, o[3] += a;
-		wsum += wgt;
 	}
 	if (o[3] > 0)
 		o[0] /= o[3], o[1] /= o[3], o[2] /= o[3];
@@ -1058,7 +1056,7 @@ static void note_alpha(uint8_t *alpha, size_t i, float a)
 /* An anti-aliased strap or loop along model polyline X (n points), drawn
  * where the head surface under it faces the camera. width in model units. */
 static void draw_cord(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p, const lighting *li,
-		      double (*X)[3], const float *vis, int n, float width, rgbf col, double *cover)
+		      double (*X)[3], const float *vis, int n, float width, rgbf col)
 {
 	float hw = (float)(0.5 * width * p->s);
 	if (hw < 0.45f)
@@ -1091,15 +1089,14 @@ static void draw_cord(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p,
 				size_t k = (size_t)y * (size_t)w + (size_t)x;
 				blend_px(rgb + 3 * k, col.r * shade * li->gain[0], col.g * shade * li->gain[1],
 					 col.b * shade * li->gain[2], cov);
-				note_alpha(alpha, k, cov);
-				*cover += 0; /* cords are not counted as coverage */
+				note_alpha(alpha, k, cov); /* cords are not counted in the coverage */
 			}
 	}
 }
 
 /* Loops or straps from the mask's sides toward the ears. */
 static void draw_cords(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p, const lighting *li,
-		       const shape *sh, const material *m, double *cover)
+		       const shape *sh, const material *m)
 {
 	enum { N = 12 };
 	int style = m->p->style;
@@ -1132,14 +1129,10 @@ static void draw_cords(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p
 				surface_point(&cord, phi, q, 0, X[i]);
 				/* facing of the head there: its outward direction (sin, 0, cos) */
 				double n[3] = {m_sin(phi), 0, m_cos(phi)};
-				double nc[3], o[3];
-				for (int a = 0; a < 3; a++)
-					nc[a] = p->R[3 * a] * n[0] + p->R[3 * a + 1] * n[1] + p->R[3 * a + 2] * n[2];
-				project(p, X[i], o);
-				vis[i] = (float)(nc[2] - 0.05);
-				(void)o;
+				double nz = p->R[6] * n[0] + p->R[7] * n[1] + p->R[8] * n[2];
+				vis[i] = (float)(nz - 0.05); /* hidden a little before the limb */
 			}
-			draw_cord(rgb, w, h, alpha, p, li, X, vis, N, width, col, cover);
+			draw_cord(rgb, w, h, alpha, p, li, X, vis, N, width, col);
 		}
 	}
 }
@@ -1331,7 +1324,7 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 		}
 	free(fr);
 	if (!T)
-		draw_cords(rgb, w, h, alpha, &p, &li, &sh, &m, &cover);
+		draw_cords(rgb, w, h, alpha, &p, &li, &sh, &m);
 	inf.coverage = (float)(cover / ((double)w * h));
 	if (info)
 		*info = inf;
