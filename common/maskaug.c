@@ -509,18 +509,30 @@ static void surface_point(const shape *sh, double phi, float q, float s, double 
 
 /* ---- meshing and rasterising ---- */
 
-enum { NS = 29, NT = 15 }; /* grid vertices across and down: triangles of ~3 px at 112x112 */
+enum { NS = 23, NT = 13 }; /* grid vertices across and down: triangles of ~4 px at 112x112 */
 
 typedef struct {
 	float x, y, z;      /* image position, camera depth */
 	float s, t;         /* mask coordinates */
 	float light, facing;
 	float mx, my;       /* model x, y (UV templates) */
+	float hl;           /* the mask's height (q units) at this s, for edge distances */
 } vert;
 
+/* The visibility buffer: per pixel the depth and the triangle seen there
+ * (-1: none). Attributes are evaluated afterwards, once per covered pixel,
+ * from the triangle's planes, so the raster loop writes 8 bytes a pixel. */
 typedef struct {
-	float z, s, t, light, facing, gs, gt, mx, my;
+	float z;
+	int32_t tri;
 } frag;
+
+/* Each attribute of a triangle as a plane over the image, a*x + b*y + c. */
+enum { A_S, A_T, A_LIGHT, A_FACING, A_HL, A_MX, A_MY, N_ATTR };
+typedef struct {
+	float p[N_ATTR][3];
+	float gs, gt; /* screen-space gradient lengths of s and t (per pixel) */
+} tri_planes;
 
 typedef struct {
 	float L[3];      /* light direction, camera frame, unit */
@@ -546,6 +558,7 @@ static void build_mesh(const shape *sh, const pose *p, const lighting *li, float
 			vert *o = &v[j * ni + i];
 			o->s = s, o->t = t;
 			o->mx = (float)P[j * ni + i][0], o->my = (float)P[j * ni + i][1];
+			o->hl = bot - top;
 		}
 	}
 	for (int j = 0; j < nj; j++) {
@@ -596,9 +609,11 @@ static int mesh_box(const vert *v, int n, int w, int h, int bb[4])
 	return bb[2] >= bb[0] && bb[3] >= bb[1];
 }
 
-/* Rasterises one triangle (front faces only) into the fragment buffer fr
- * covering box bb; pixel centres at integer coordinates. */
-static void raster_tri(const vert *a, const vert *b, const vert *c, frag *fr, const int bb[4])
+/* Rasterises triangle number id (front faces only) into the visibility
+ * buffer fr covering box bb, and sets up its attribute planes in *tp;
+ * pixel centres at integer coordinates. */
+static void raster_tri(const vert *a, const vert *b, const vert *c, int32_t id, tri_planes *tp, frag *fr,
+		       const int bb[4])
 {
 	float area = (b->x - a->x) * (c->y - a->y) - (b->y - a->y) * (c->x - a->x);
 	if (!(area > 1e-6f))
@@ -617,35 +632,35 @@ static void raster_tri(const vert *a, const vert *b, const vert *c, frag *fr, co
 	if (x0 > x1 || y0 > y1)
 		return;
 	float inv = 1 / area;
-	/* screen-space gradients of s and t: constant over the triangle */
-	float e1x = b->x - a->x, e1y = b->y - a->y, e2x = c->x - a->x, e2y = c->y - a->y;
-	float ds1 = b->s - a->s, ds2 = c->s - a->s, dt1 = b->t - a->t, dt2 = c->t - a->t;
-	float gsx = (ds1 * e2y - ds2 * e1y) * inv, gsy = (ds2 * e1x - ds1 * e2x) * inv;
-	float gtx = (dt1 * e2y - dt2 * e1y) * inv, gty = (dt2 * e1x - dt1 * e2x) * inv;
-	float gs = (float)m_sqrt((double)(gsx * gsx + gsy * gsy)), gt = (float)m_sqrt((double)(gtx * gtx + gty * gty));
+	/* barycentric weights as planes: w0 = A0 x + B0 y + C0, likewise w1 */
+	float A0 = -(c->y - b->y) * inv, B0 = (c->x - b->x) * inv;
+	float C0 = ((c->y - b->y) * b->x - (c->x - b->x) * b->y) * inv;
+	float A1 = -(a->y - c->y) * inv, B1 = (a->x - c->x) * inv;
+	float C1 = ((a->y - c->y) * c->x - (a->x - c->x) * c->y) * inv;
+	const float va[N_ATTR] = {a->s, a->t, a->light, a->facing, a->hl, a->mx, a->my};
+	const float vb[N_ATTR] = {b->s, b->t, b->light, b->facing, b->hl, b->mx, b->my};
+	const float vc[N_ATTR] = {c->s, c->t, c->light, c->facing, c->hl, c->mx, c->my};
+	for (int k = 0; k < N_ATTR; k++) {
+		float d0 = va[k] - vc[k], d1 = vb[k] - vc[k];
+		tp->p[k][0] = A0 * d0 + A1 * d1;
+		tp->p[k][1] = B0 * d0 + B1 * d1;
+		tp->p[k][2] = C0 * d0 + C1 * d1 + vc[k];
+	}
+	tp->gs = (float)m_sqrt((double)(tp->p[A_S][0] * tp->p[A_S][0] + tp->p[A_S][1] * tp->p[A_S][1]));
+	tp->gt = (float)m_sqrt((double)(tp->p[A_T][0] * tp->p[A_T][0] + tp->p[A_T][1] * tp->p[A_T][1]));
+	float dz0 = a->z - c->z, dz1 = b->z - c->z;
+	float Az = A0 * dz0 + A1 * dz1, Bz = B0 * dz0 + B1 * dz1, Cz = C0 * dz0 + C1 * dz1 + c->z;
 	int W = bb[2] - bb[0] + 1;
 	const float eps = -1e-4f; /* shared edges: a pixel on one is drawn by both, never by neither */
 	for (int y = y0; y <= y1; y++) {
-		float py = (float)y;
-		for (int x = x0; x <= x1; x++) {
-			float px = (float)x;
-			float w0 = ((c->x - b->x) * (py - b->y) - (c->y - b->y) * (px - b->x)) * inv;
-			float w1 = ((a->x - c->x) * (py - c->y) - (a->y - c->y) * (px - c->x)) * inv;
-			float w2 = 1 - w0 - w1;
-			if (w0 < eps || w1 < eps || w2 < eps)
-				continue;
-			float z = w0 * a->z + w1 * b->z + w2 * c->z;
-			frag *f = &fr[(y - bb[1]) * W + (x - bb[0])];
-			if (z <= f->z)
+		float py = (float)y, px = (float)x0;
+		float w0 = A0 * px + B0 * py + C0, w1 = A1 * px + B1 * py + C1, z = Az * px + Bz * py + Cz;
+		frag *f = &fr[(y - bb[1]) * W + (x0 - bb[0])];
+		for (int x = x0; x <= x1; x++, f++, w0 += A0, w1 += A1, z += Az) {
+			if (w0 < eps || w1 < eps || 1 - w0 - w1 < eps || z <= f->z)
 				continue;
 			f->z = z;
-			f->s = w0 * a->s + w1 * b->s + w2 * c->s;
-			f->t = w0 * a->t + w1 * b->t + w2 * c->t;
-			f->light = w0 * a->light + w1 * b->light + w2 * c->light;
-			f->facing = w0 * a->facing + w1 * b->facing + w2 * c->facing;
-			f->mx = w0 * a->mx + w1 * b->mx + w2 * c->mx;
-			f->my = w0 * a->my + w1 * b->my + w2 * c->my;
-			f->gs = gs, f->gt = gt;
+			f->tri = id;
 		}
 	}
 }
@@ -1034,13 +1049,15 @@ static void put_info_colour(mfr_maskaug_info *info, rgbf c)
 	info->colour = (uint32_t)(c.r + 0.5f) << 16 | (uint32_t)(c.g + 0.5f) << 8 | (uint32_t)(c.b + 0.5f);
 }
 
-/* Blends colour (0..255 floats) with coverage a into pixel px. */
-static void blend_px(uint8_t *px, float r, float g, float b, float a)
+/* Blends colour (0..255 floats) with coverage a (0..1) into pixel px, in
+ * 8.8 fixed point: exact at a = 0 and a = 1, within half a level between. */
+static inline void blend_px(uint8_t *px, float r, float g, float b, float a)
 {
 	float c[3] = {r, g, b};
+	int ia = (int)(a * 256 + 0.5f);
 	for (int k = 0; k < 3; k++) {
-		float v = (float)px[k] + ((c[k] < 0 ? 0 : c[k] > 255 ? 255 : c[k]) - (float)px[k]) * a;
-		px[k] = (uint8_t)(v + 0.5f);
+		int v = (int)(c[k] < 0 ? 0 : c[k] > 255 ? 255 : c[k] + 0.5f);
+		px[k] = (uint8_t)(px[k] + (((v - px[k]) * ia + 128) >> 8));
 	}
 }
 
@@ -1116,7 +1133,7 @@ static void draw_cords(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p
 			float q0 = top + (bot - top) * t0;
 			double phi0 = side * (sh->phimax * s0) + sh->phishift;
 			double phi1 = side * (style == MFR_STYLE_N95 ? 1.85 : 1.72);
-			float q1 = style == MFR_STYLE_N95 ? (k == 0 ? -14.0f : 64.0f) : (k == 0 ? 12.0f : 32.0f);
+			float q1 = style == MFR_STYLE_N95 ? (k == 0 ? -14.0f : 56.0f) : (k == 0 ? 12.0f : 32.0f);
 			double X[N][3];
 			float vis[N];
 			for (int i = 0; i < N; i++) {
@@ -1254,19 +1271,24 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 		return 0; /* entirely outside the image */
 	}
 	size_t W = (size_t)(bb[2] - bb[0] + 1), Hh = (size_t)(bb[3] - bb[1] + 1);
-	frag *fr = mfr_malloc(W * Hh * sizeof *fr, e);
-	if (!fr)
+	enum { NTRI = 2 * (NS - 1) * (NT - 1) };
+	/* one block for both buffers: at 112x112 it stays under glibc's mmap
+	 * threshold (128 KiB), so no page faults per face */
+	tri_planes *planes = mfr_malloc(NTRI * sizeof *planes + W * Hh * sizeof(frag), e);
+	if (!planes)
 		return -1;
+	frag *fr = (frag *)(planes + NTRI);
 	for (size_t i = 0; i < W * Hh; i++)
-		fr[i].z = -1e30f;
+		fr[i].z = -1e30f, fr[i].tri = -1;
 	for (int j = 0; j + 1 < NT; j++)
 		for (int i = 0; i + 1 < NS; i++) {
 			const vert *a = &v[j * NS + i], *b = &v[j * NS + i + 1];
 			const vert *c = &v[(j + 1) * NS + i], *d = &v[(j + 1) * NS + i + 1];
+			int32_t id = 2 * (j * (NS - 1) + i);
 			/* s grows to image right and t downward, so a, b, c has
 			 * positive area (x right, y down) when the surface faces us */
-			raster_tri(a, b, c, fr, bb);
-			raster_tri(b, d, c, fr, bb);
+			raster_tri(a, b, c, id, &planes[id], fr, bb);
+			raster_tri(b, d, c, id + 1, &planes[id + 1], fr, bb);
 		}
 	material m;
 	make_material(prm, &sh, &m);
@@ -1279,42 +1301,45 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	} else {
 		inf.colour = T->colour, inf.pattern = T->name;
 	}
-	float soft = 0.9f + 0.6f * prm->fit;
-	float grain = prm->style == MFR_STYLE_SURGICAL ? 0.06f : prm->style == MFR_STYLE_KN95 ? 0.07f : 0.1f; /* edge ramp in pixels: cloth edges are not knife-sharp */
+	float soft = 0.9f + 0.6f * prm->fit; /* edge ramp in pixels: cloth edges are not knife-sharp */
+	float grain = prm->style == MFR_STYLE_SURGICAL ? 0.06f : prm->style == MFR_STYLE_KN95 ? 0.07f : 0.1f;
 	for (size_t yy = 0; yy < Hh; yy++)
 		for (size_t xx = 0; xx < W; xx++) {
 			const frag *f = &fr[yy * W + xx];
-			if (f->z == -1e30f)
+			if (f->tri < 0)
 				continue;
-			float as = f->s < 0 ? -f->s : f->s;
+			const tri_planes *tp = &planes[f->tri];
+			float X = (float)(bb[0] + (int)xx), Y = (float)(bb[1] + (int)yy);
+#define ATTR(k) (tp->p[k][0] * X + tp->p[k][1] * Y + tp->p[k][2])
+			float facing = ATTR(A_FACING), light = ATTR(A_LIGHT);
 			float a;
 			float col[3];
 			if (T) {
 				float u, vv, c[4];
-				mfr_maskaug_uv_lookup(f->mx, f->my, &u, &vv);
+				mfr_maskaug_uv_lookup(ATTR(A_MX), ATTR(A_MY), &u, &vv);
 				sample_rgba(&T->view[0], u, vv, c);
-				a = c[3] * clampf(f->facing * 6, 0, 1);
+				a = c[3] * clampf(facing * 6, 0, 1);
 				for (int k = 0; k < 3; k++)
-					col[k] = c[k] * f->light * li.gain[k];
+					col[k] = c[k] * light * li.gain[k];
 			} else {
-				float ds = (1 - as) / (f->gs > 1e-6f ? f->gs : 1e-6f);
-				float dt0 = f->t / (f->gt > 1e-6f ? f->gt : 1e-6f), dt1 = (1 - f->t) / (f->gt > 1e-6f ? f->gt : 1e-6f);
-				float dpx = ds < dt0 ? ds : dt0;
-				dpx = dt1 < dpx ? dt1 : dpx;
-				a = clampf(0.5f + dpx / soft, 0, 1) * clampf(f->facing * 6, 0, 1);
+				float fs = ATTR(A_S), ft = ATTR(A_T);
+				float as = fs < 0 ? -fs : fs;
+				float ds = (1 - as) / (tp->gs > 1e-6f ? tp->gs : 1e-6f);
+				float gt = tp->gt > 1e-6f ? tp->gt : 1e-6f;
+				float dt = (ft < 1 - ft ? ft : 1 - ft) / gt;
+				float dpx = ds < dt ? ds : dt;
+				a = clampf(0.5f + dpx / soft, 0, 1) * clampf(facing * 6, 0, 1);
 				if (a <= 0)
 					continue;
-				float top, bot;
-				shape_edges(&sh, as, &top, &bot);
-				float hl = bot - top;
-				float eu = (1 - as) * sh.wide * 0.5f, et = (f->t < 1 - f->t ? f->t : 1 - f->t) * hl;
+				float eu = (1 - as) * sh.wide * 0.5f, et = (ft < 1 - ft ? ft : 1 - ft) * ATTR(A_HL);
 				float relief;
-				rgbf c = material_at(&m, f->s, f->t, eu < et ? eu : et, &relief);
+				rgbf c = material_at(&m, fs, ft, eu < et ? eu : et, &relief);
 				/* fibre grain, one hash a pixel: finer than any pattern */
 				relief *= 1 + grain * (hash01(m.key, (int)xx, (int)yy) - 0.5f);
-				float l = f->light * relief;
+				float l = light * relief;
 				col[0] = c.r * l * li.gain[0], col[1] = c.g * l * li.gain[1], col[2] = c.b * l * li.gain[2];
 			}
+#undef ATTR
 			if (a <= 0)
 				continue;
 			size_t k = (size_t)(bb[1] + (int)yy) * (size_t)w + (size_t)(bb[0] + (int)xx);
@@ -1322,7 +1347,7 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 			note_alpha(alpha, k, a);
 			cover += a;
 		}
-	free(fr);
+	free(planes);
 	if (!T)
 		draw_cords(rgb, w, h, alpha, &p, &li, &sh, &m);
 	inf.coverage = (float)(cover / ((double)w * h));
