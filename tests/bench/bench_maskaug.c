@@ -277,8 +277,8 @@ int main(int argc, char **argv)
 		}
 	} while ((t = cpu_now() - t0) < secs);
 	double whole = (double)n / t;
-	printf("stages (us/face, one core): decode %.1f, geometry (pose fit) %.1f, mesh+raster+texture+blend %.1f "
-	       "(pose fit included), encode %.1f\n", us_dec, us_geo, us_draw - us_geo, us_enc);
+	printf("stages (us/face, one core): decode %.1f, geometry (pose fit) %.1f, render (light estimate, mesh, "
+	       "raster, texture, blend, cords) %.1f, encode %.1f\n", us_dec, us_geo, us_draw - us_geo, us_enc);
 	printf("mask coverage: %.1f%% of the image on average\n", 100 * cov);
 	printf("maskaug decode+mask+encode: %.0f faces/s/core (goal >= 2000)\n", whole);
 	if (sheet_path)
