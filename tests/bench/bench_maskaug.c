@@ -261,12 +261,13 @@ int main(int argc, char **argv)
 		}
 	} while ((t = cpu_now() - t0) < secs);
 	double us_enc = 1e6 * t / (double)n;
+	long n_enc = n;
 	/* the whole loop, as mfr-maskaug runs it per record */
 	t0 = cpu_now(), n = 0;
 	do {
 		for (int i = 0; i < nf; i++, n++) {
 			mfr_image x = {0};
-			uint8_t *out;
+			uint8_t *out = NULL;
 			size_t len;
 			if (mfr_jpeg_decode(j, F[i].jpg, F[i].n, 3, MFR_PIXEL_CAP, &x, &e) < 0 ||
 			    mfr_maskaug_apply(&cfg, x.px, 112, 112, F[i].lm, (uint64_t)i, NULL, &e) < 0 ||
@@ -279,7 +280,8 @@ int main(int argc, char **argv)
 	double whole = (double)n / t;
 	printf("stages (us/face, one core): decode %.1f, geometry (pose fit) %.1f, render (light estimate, mesh, "
 	       "raster, texture, blend, cords) %.1f, encode %.1f\n", us_dec, us_geo, us_draw - us_geo, us_enc);
-	printf("mask coverage: %.1f%% of the image on average\n", 100 * cov);
+	printf("mask coverage: %.1f%% of the image on average; JPEG q90 out: %.0f bytes a face\n", 100 * cov,
+	       (double)bytes / (double)n_enc);
 	printf("maskaug decode+mask+encode: %.0f faces/s/core (goal >= 2000)\n", whole);
 	if (sheet_path)
 		sheet(sheet_path, F, nf, j, T);
