@@ -531,7 +531,7 @@ typedef struct {
 enum { A_S, A_T, A_LIGHT, A_FACING, A_HL, A_MX, A_MY, N_ATTR };
 typedef struct {
 	float p[N_ATTR][3];
-	float gs, gt; /* screen-space gradient lengths of s and t (per pixel) */
+	float igs, igt; /* 1 / screen-space gradient lengths of s and t: pixels per unit */
 } tri_planes;
 
 typedef struct {
@@ -646,8 +646,10 @@ static void raster_tri(const vert *a, const vert *b, const vert *c, int32_t id, 
 		tp->p[k][1] = B0 * d0 + B1 * d1;
 		tp->p[k][2] = C0 * d0 + C1 * d1 + vc[k];
 	}
-	tp->gs = (float)m_sqrt((double)(tp->p[A_S][0] * tp->p[A_S][0] + tp->p[A_S][1] * tp->p[A_S][1]));
-	tp->gt = (float)m_sqrt((double)(tp->p[A_T][0] * tp->p[A_T][0] + tp->p[A_T][1] * tp->p[A_T][1]));
+	float gs = (float)m_sqrt((double)(tp->p[A_S][0] * tp->p[A_S][0] + tp->p[A_S][1] * tp->p[A_S][1]));
+	float gt = (float)m_sqrt((double)(tp->p[A_T][0] * tp->p[A_T][0] + tp->p[A_T][1] * tp->p[A_T][1]));
+	tp->igs = 1 / (gs > 1e-6f ? gs : 1e-6f);
+	tp->igt = 1 / (gt > 1e-6f ? gt : 1e-6f);
 	float dz0 = a->z - c->z, dz1 = b->z - c->z;
 	float Az = A0 * dz0 + A1 * dz1, Bz = B0 * dz0 + B1 * dz1, Cz = C0 * dz0 + C1 * dz1 + c->z;
 	int W = bb[2] - bb[0] + 1;
@@ -1301,7 +1303,7 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	} else {
 		inf.colour = T->colour, inf.pattern = T->name;
 	}
-	float soft = 0.9f + 0.6f * prm->fit; /* edge ramp in pixels: cloth edges are not knife-sharp */
+	float isoft = 1 / (0.9f + 0.6f * prm->fit); /* edge ramp of 0.9..1.5 px: cloth edges are not knife-sharp */
 	float grain = prm->style == MFR_STYLE_SURGICAL ? 0.06f : prm->style == MFR_STYLE_KN95 ? 0.07f : 0.1f;
 	for (size_t yy = 0; yy < Hh; yy++)
 		for (size_t xx = 0; xx < W; xx++) {
@@ -1324,11 +1326,9 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 			} else {
 				float fs = ATTR(A_S), ft = ATTR(A_T);
 				float as = fs < 0 ? -fs : fs;
-				float ds = (1 - as) / (tp->gs > 1e-6f ? tp->gs : 1e-6f);
-				float gt = tp->gt > 1e-6f ? tp->gt : 1e-6f;
-				float dt = (ft < 1 - ft ? ft : 1 - ft) / gt;
+				float ds = (1 - as) * tp->igs, dt = (ft < 1 - ft ? ft : 1 - ft) * tp->igt;
 				float dpx = ds < dt ? ds : dt;
-				a = clampf(0.5f + dpx / soft, 0, 1) * clampf(facing * 6, 0, 1);
+				a = clampf(0.5f + dpx * isoft, 0, 1) * clampf(facing * 6, 0, 1);
 				if (a <= 0)
 					continue;
 				float eu = (1 - as) * sh.wide * 0.5f, et = (ft < 1 - ft ? ft : 1 - ft) * ATTR(A_HL);
