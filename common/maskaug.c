@@ -509,7 +509,10 @@ static void surface_point(const shape *sh, double phi, float q, float s, double 
 
 /* ---- meshing and rasterising ---- */
 
-enum { NS = 23, NT = 13 }; /* grid vertices across and down: triangles of ~4 px at 112x112 */
+/* Grid vertices across and down. The grid grows with the face's size so
+ * that triangles stay about 5 px wide: 17x9 up to 1.3x the ArcFace scale
+ * (the usual 112x112 crop), up to 41x21 for large photographs. */
+enum { MAX_NS = 41, MAX_NT = 21 };
 
 typedef struct {
 	float x, y, z;      /* image position, camera depth */
@@ -542,10 +545,10 @@ typedef struct {
 
 /* The mesh of shape sh under pose p, margins ms, mt beyond the mask's
  * domain so its edge pixels get their soft coverage. */
-static void build_mesh(const shape *sh, const pose *p, const lighting *li, float ms, float mt, vert *v)
+static void build_mesh(const shape *sh, const pose *p, const lighting *li, float ms, float mt, int ni, int nj,
+		       vert *v)
 {
-	static const int ni = NS, nj = NT;
-	double P[NS * NT][3];
+	double P[MAX_NS * MAX_NT][3];
 	for (int j = 0; j < nj; j++) {
 		float t = -mt + (1 + 2 * mt) * (float)j / (float)(nj - 1);
 		for (int i = 0; i < ni; i++) {
@@ -1080,7 +1083,7 @@ static void draw_cord(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p,
 	float hw = (float)(0.5 * width * p->s);
 	if (hw < 0.45f)
 		hw = 0.45f; /* at least about a pixel wide */
-	float shade = li->amb + li->dif * 0.8f;
+	float shade = li->amb + li->dif * 0.8f, reach2 = (hw + 0.5f) * (hw + 0.5f);
 	for (int i = 0; i + 1 < n; i++) {
 		if (vis[i] <= 0 && vis[i + 1] <= 0)
 			continue;
@@ -1097,9 +1100,10 @@ static void draw_cord(uint8_t *rgb, int w, int h, uint8_t *alpha, const pose *p,
 			for (int x = ix0; x <= ix1; x++) {
 				float px = (float)x - (float)a[0], py = (float)y - (float)a[1];
 				float u = len2 > 0 ? clampf((px * dx + py * dy) / len2, 0, 1) : 0;
-				float ex = px - u * dx, ey = py - u * dy;
-				float d = (float)m_sqrt((double)(ex * ex + ey * ey));
-				float cov = clampf(hw + 0.5f - d, 0, 1);
+				float ex = px - u * dx, ey = py - u * dy, d2 = ex * ex + ey * ey;
+				if (d2 >= reach2)
+					continue; /* most of the box: no square root */
+				float cov = clampf(hw + 0.5f - (float)m_sqrt((double)d2), 0, 1);
 				float v = lerpf(vis[i], vis[i + 1], u);
 				cov *= clampf(v * 4, 0, 1);
 				if (cov <= 0)
@@ -1264,8 +1268,10 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	/* margins of about 1.5 px beyond the mask's edges, in (s, t) */
 	float ms = clampf((float)(1.5 / (p.s * sh.wide * 0.5)), 0.002f, 0.2f);
 	float mt = clampf((float)(1.5 / (p.s * sh.high)), 0.002f, 0.2f);
-	vert v[NS * NT];
-	build_mesh(&sh, &p, &li, ms, mt, v);
+	int NS = p.s <= 1.3 ? 17 : p.s <= 2.5 ? 25 : p.s <= 4 ? 33 : MAX_NS;
+	int NT = NS / 2 + 1;
+	vert v[MAX_NS * MAX_NT];
+	build_mesh(&sh, &p, &li, ms, mt, NS, NT, v);
 	int bb[4];
 	if (!mesh_box(v, NS * NT, w, h, bb)) {
 		if (info)
@@ -1273,7 +1279,7 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 		return 0; /* entirely outside the image */
 	}
 	size_t W = (size_t)(bb[2] - bb[0] + 1), Hh = (size_t)(bb[3] - bb[1] + 1);
-	enum { NTRI = 2 * (NS - 1) * (NT - 1) };
+	size_t NTRI = 2 * (size_t)(NS - 1) * (size_t)(NT - 1);
 	/* one block for both buffers: at 112x112 it stays under glibc's mmap
 	 * threshold (128 KiB), so no page faults per face */
 	tri_planes *planes = mfr_malloc(NTRI * sizeof *planes + W * Hh * sizeof(frag), e);
