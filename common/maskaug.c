@@ -5,9 +5,12 @@
  * s across from cheek to cheek, t down from the upper to the lower edge —
  * on a procedural head surface with the cloth tented over the nose and
  * hanging straight from the nose tip to the chin (build_mesh); project the
- * grid with perspective and rasterise its triangles into a depth buffer
- * over the mask's bounding box only (raster); then texture, light and
- * blend each covered pixel once (composite), and draw ear loops or straps.
+ * grid with perspective and rasterise its triangles into a visibility
+ * buffer (depth and triangle per pixel) over the mask's bounding box only
+ * (raster_tri); then evaluate the winning triangle's attribute planes,
+ * texture, light and blend each covered pixel once, and draw ear loops or
+ * straps (draw_cords). The light comes from the skin the mask leaves
+ * visible (estimate_light).
  *
  * Model units: pixels of the ArcFace 112x112 layout at scale 1; origin at
  * the midpoint of the eyes; x toward image right, y down, z toward the
