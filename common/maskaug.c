@@ -533,6 +533,60 @@ typedef struct {
 	int32_t tri;
 } frag;
 
+/* A pixel of the mask layer: colour times coverage and coverage, 8.8 fixed
+ * point (coverage 0..256). The same size as a frag, so the layer can be
+ * written over the visibility buffer. */
+typedef struct {
+	uint16_t c[3], a;
+} layer_px;
+typedef char layer_fits_frag[sizeof(layer_px) == sizeof(frag) ? 1 : -1];
+
+/* Blurs the W x H layer (at bb[0], bb[1] of the w-wide image rgb) with the
+ * separable kernel [1 2 1] / 4 in both directions, taking pixels outside
+ * as empty, and blends the result into rgb; the coverage goes to alpha
+ * (when not NULL) and is summed into *cover. tmp: room for 12 W + 8 16-bit
+ * words. Integer arithmetic, each pass rounded to nearest; the loops are
+ * plain enough for the compiler to vectorise. */
+static void blur_blend(layer_px *L, size_t W, size_t H, uint16_t *tmp, uint8_t *rgb, int w, const int bb[4],
+		       uint8_t *alpha, double *cover)
+{
+	uint16_t *d = (uint16_t *)(void *)L;
+	size_t n = 4 * W;
+	uint16_t *pad = tmp; /* a row with one empty pixel each side */
+	pad[0] = pad[1] = pad[2] = pad[3] = 0;
+	pad[n + 4] = pad[n + 5] = pad[n + 6] = pad[n + 7] = 0;
+	for (size_t y = 0; y < H; y++) {
+		uint16_t *r = d + y * n;
+		memcpy(pad + 4, r, n * sizeof *r);
+		for (size_t i = 0; i < n; i++)
+			r[i] = (uint16_t)((pad[i] + 2u * pad[i + 4] + pad[i + 8] + 2) >> 2);
+	}
+	uint16_t *out = tmp + n + 8, *zero = out + n;
+	memset(zero, 0, n * sizeof *zero);
+	uint32_t sum = 0;
+	for (size_t y = 0; y < H; y++) {
+		const uint16_t *r = d + y * n, *up = y > 0 ? r - n : zero, *dn = y + 1 < H ? r + n : zero;
+		for (size_t i = 0; i < n; i++)
+			out[i] = (uint16_t)((up[i] + 2u * r[i] + dn[i] + 2) >> 2);
+		size_t k0 = (size_t)(bb[1] + (int)y) * (size_t)w + (size_t)bb[0];
+		uint8_t *px = rgb + 3 * k0;
+		for (size_t x = 0; x < W; x++, px += 3) {
+			const uint16_t *o = out + 4 * x;
+			if (!o[3])
+				continue;
+			for (int c = 0; c < 3; c++)
+				px[c] = (uint8_t)((px[c] * (256u - o[3]) + o[c] + 128) >> 8);
+			if (alpha) {
+				unsigned v = (o[3] * 255u + 128) >> 8;
+				if (v > alpha[k0 + x])
+					alpha[k0 + x] = (uint8_t)v;
+			}
+			sum += o[3];
+		}
+	}
+	*cover += sum / 256.0;
+}
+
 /* Each attribute of a triangle as a plane over the image, a*x + b*y + c. */
 enum { A_S, A_T, A_LIGHT, A_FACING, A_HL, A_MX, A_MY, N_ATTR };
 typedef struct {
@@ -1285,10 +1339,14 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	size_t NTRI = 2 * (size_t)(NS - 1) * (size_t)(NT - 1);
 	/* one block for both buffers: at 112x112 it stays under glibc's mmap
 	 * threshold (128 KiB), so no page faults per face */
-	tri_planes *planes = mfr_malloc(NTRI * sizeof *planes + W * Hh * sizeof(frag), e);
+	/* the planes' room doubles as the blur's row buffer afterwards */
+	size_t nplanes = NTRI, tmp_bytes = (12 * W + 8) * sizeof(uint16_t);
+	if (nplanes * sizeof(tri_planes) < tmp_bytes)
+		nplanes = (tmp_bytes + sizeof(tri_planes) - 1) / sizeof(tri_planes);
+	tri_planes *planes = mfr_malloc(nplanes * sizeof *planes + W * Hh * sizeof(frag), e);
 	if (!planes)
 		return -1;
-	frag *fr = (frag *)(planes + NTRI);
+	frag *fr = (frag *)(planes + nplanes);
 	for (size_t i = 0; i < W * Hh; i++)
 		fr[i].z = -1e30f, fr[i].tri = -1;
 	for (int j = 0; j + 1 < NT; j++)
@@ -1314,12 +1372,18 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 	}
 	float isoft = 1 / (0.9f + 0.6f * prm->fit); /* edge ramp of 0.9..1.5 px: cloth edges are not knife-sharp */
 	float grain = prm->style == MFR_STYLE_SURGICAL ? 0.06f : prm->style == MFR_STYLE_KN95 ? 0.07f : 0.1f;
+	/* pass 1: the mask layer, premultiplied, written over the visibility
+	 * buffer in place (a layer pixel is as large as a fragment and pixel i
+	 * is read before it is written) */
+	layer_px *lay = (layer_px *)fr;
 	for (size_t yy = 0; yy < Hh; yy++)
 		for (size_t xx = 0; xx < W; xx++) {
-			const frag *f = &fr[yy * W + xx];
-			if (f->tri < 0)
+			const frag f = fr[yy * W + xx];
+			layer_px *lp = &lay[yy * W + xx];
+			memset(lp, 0, sizeof *lp);
+			if (f.tri < 0)
 				continue;
-			const tri_planes *tp = &planes[f->tri];
+			const tri_planes *tp = &planes[f.tri];
 			float X = (float)(bb[0] + (int)xx), Y = (float)(bb[1] + (int)yy);
 #define ATTR(k) (tp->p[k][0] * X + tp->p[k][1] * Y + tp->p[k][2])
 			float facing = ATTR(A_FACING), light = ATTR(A_LIGHT);
@@ -1351,11 +1415,18 @@ int mfr_maskaug_draw(const mfr_maskaug *cfg, const mfr_maskaug_params *prm, uint
 #undef ATTR
 			if (a <= 0)
 				continue;
-			size_t k = (size_t)(bb[1] + (int)yy) * (size_t)w + (size_t)(bb[0] + (int)xx);
-			blend_px(rgb + 3 * k, col[0], col[1], col[2], a);
-			note_alpha(alpha, k, a);
-			cover += a;
+			int ia = (int)(a * 256 + 0.5f);
+			lp->a = (uint16_t)ia;
+			for (int k = 0; k < 3; k++) {
+				int cv = (int)(col[k] < 0 ? 0 : col[k] > 255 ? 255 : col[k] + 0.5f);
+				lp->c[k] = (uint16_t)(cv * ia);
+			}
 		}
+	/* pass 2: a [1 2 1] blur of the layer (sigma 0.7 px) -- a camera's
+	 * optics and JPEG never give a photograph edges or pleats sharper than
+	 * that, and a mask drawn crisper than the face looks pasted on -- and
+	 * the blend */
+	blur_blend(lay, W, Hh, (uint16_t *)(void *)planes, rgb, w, bb, alpha, &cover);
 	free(planes);
 	if (!T)
 		draw_cords(rgb, w, h, alpha, &p, &li, &sh, &m);
