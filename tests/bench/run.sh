@@ -9,6 +9,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 for b in "$MFR_BUILD"/bench/bench_*; do
 	[ -x "$b" ] || continue
 	[ "$(basename "$b")" = bench_net ] && continue # run below, beside its peer
+	[ "$(basename "$b")" = bench_maskaug ] && continue # run below, with its contact sheet
 	echo "== $(basename "$b")"
 	"$b"
 done
@@ -33,6 +34,26 @@ t=$(secs "$MFR_BIN"/mfr-cat --verify "$tmp/p.mfr")
 echo "mfr-cat --verify: $(div "$bytes" "$t" %.0f | awk '{ printf "%.2f", $1 / 1e9 }') GB/s"
 t=$(secs "$MFR_BIN"/mfr-cat --verify --decode "$tmp/p.mfr")
 echo "mfr-cat --verify --decode: $(div "$n" "$t") img/s"
+
+# ---- mask augmentation: issue 6 ----
+# bench_maskaug: stages and faces/s/core on 112x112 JPEGs, and the contact
+# sheet (LFW when present, synthetic faces otherwise; user templates too
+# when ../shared/data/masks is there). Then the tool on the packed stream.
+echo "== bench_maskaug"
+sheet="$MFR_BUILD/bench/maskaug-sheet.png"
+tpl=(); [ -f "$DATA/masks/maskthe_face/masks.cfg" ] && tpl=(-T "$DATA/masks/maskthe_face/masks.cfg")
+if [ -x "$MFR_BUILD/bench/bench_maskaug" ]; then
+	MFR_DATA=$DATA "$MFR_BUILD/bench/bench_maskaug" -s "$sheet" "${tpl[@]}"
+fi
+# user CPU seconds of a command (wall clock says more about the machine's
+# other load than about the tool)
+cpu() { local TIMEFORMAT=%U; { time "$@" >/dev/null 2>&1; } 2>&1; }
+for j in 1 "$(nproc)"; do
+	t=$(secs "$MFR_BIN"/mfr-maskaug -r 1 -j "$j" -o "$tmp/m.mfr" "$tmp/p.mfr")
+	c=$(cpu "$MFR_BIN"/mfr-maskaug -r 1 -j "$j" -o "$tmp/m.mfr" "$tmp/p.mfr")
+	echo "mfr-maskaug -r 1 -j $j ($what, all masked): $(div "$n" "$t") faces/s wall clock," \
+		"$(div "$n" "$c") faces per CPU second (read, decode, mask, encode, write)"
+done
 
 # ---- iresnet50 (and iresnet18) against onnxruntime: issue 3 item 8 ----
 # bench_net times the layer engine and writes the canonical .arch text, the
