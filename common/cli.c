@@ -199,6 +199,13 @@ FILE *mfr_text_open(const char *path, char **tmp)
 {
 	size_t n = strlen(path) + 5;
 	mfr_error e;
+	if (mfr_path_special(path)) { /* a device or FIFO: written in place */
+		*tmp = NULL;
+		FILE *f = fopen(path, "w");
+		if (!f)
+			mfr_die("'%s': %s", path, strerror(errno));
+		return f;
+	}
 	if (!(*tmp = malloc(n)))
 		mfr_die("out of memory");
 	snprintf(*tmp, n, "%s.tmp", path);
@@ -214,6 +221,8 @@ void mfr_text_commit(FILE *f, const char *path, char *tmp)
 {
 	if (fflush(f) != 0 || ferror(f) | (fclose(f) != 0))
 		mfr_die("'%s': write error: %s", path, strerror(errno));
+	if (!tmp)
+		return;
 	if (rename(tmp, path) != 0)
 		mfr_die("'%s': cannot rename into place: %s", path, strerror(errno));
 	mfr_temp_forget(tmp);

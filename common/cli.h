@@ -81,7 +81,8 @@ void mfr_progress_add(mfr_progress *p, uint64_t n);
 /* Clears the meter line. */
 void mfr_progress_end(mfr_progress *p);
 
-/* A text output (label map, pairs list, report) written to PATH.tmp and
+/* A text output (label map, pairs list, report) written to PATH.tmp (in
+ * place when PATH is a device or FIFO: mfr_path_special; *tmp is then NULL) and
  * renamed by mfr_text_commit; dies on failure. The temp file is removed if
  * the tool dies first. */
 FILE *mfr_text_open(const char *path, char **tmp);

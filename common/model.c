@@ -254,12 +254,16 @@ int mfr_model_save(const char *path, const mfr_model *m, mfr_error *e)
 		free(b);
 		return mfr_fail(e, "out of memory");
 	}
-	snprintf(tmp, len, "%s.tmp", path);
+	int special = mfr_path_special(path); /* a device or FIFO: written in place */
+	if (special)
+		snprintf(tmp, len, "%s", path);
+	else
+		snprintf(tmp, len, "%s.tmp", path);
 	FILE *f = fopen(tmp, "wb");
 	int rc = -1;
 	if (!f)
 		mfr_fail(e, "'%s': %s", tmp, strerror(errno));
-	else if (mfr_temp_register(tmp, e) < 0)
+	else if (!special && mfr_temp_register(tmp, e) < 0)
 		fclose(f);
 	else {
 		int bad = fwrite(b, 1, n, f) != n;
@@ -267,13 +271,14 @@ int mfr_model_save(const char *path, const mfr_model *m, mfr_error *e)
 		bad |= fclose(f) != 0;
 		if (bad)
 			mfr_fail(e, "'%s': write error: %s", tmp, strerror(errno));
-		else if (rename(tmp, path) != 0)
+		else if (!special && rename(tmp, path) != 0)
 			mfr_fail(e, "'%s': cannot rename into place: %s", path, strerror(errno));
 		else
 			rc = 0;
-		if (rc)
+		if (rc && !special)
 			remove(tmp);
-		mfr_temp_forget(tmp);
+		if (!special)
+			mfr_temp_forget(tmp);
 	}
 	free(tmp);
 	free(b);

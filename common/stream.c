@@ -491,11 +491,20 @@ mfr_writer *mfr_writer_open(const char *path, const mfr_schema *s, const char *t
 		}
 		w->f = stdout;
 	} else {
-		if (!(w->path = concat(path, "", e)) || !(w->tmp = concat(path, ".tmp", e)))
+		int special = mfr_path_special(path);
+		if (special && with_index) {
+			mfr_fail(e, "'%s': an index needs a regular output file", path);
+			free(w);
+			return NULL;
+		}
+		if (!(w->path = concat(path, "", e)) || (!special && !(w->tmp = concat(path, ".tmp", e))))
 			goto fail;
-		w->f = fopen(w->tmp, "wb");
-		if (!w->f || mfr_temp_register(w->tmp, e) < 0) {
-			mfr_fail(e, "'%s': %s", w->tmp, strerror(errno));
+		if (special) /* a device or FIFO: written in place, never renamed over */
+			w->f = fopen(path, "wb");
+		else
+			w->f = fopen(w->tmp, "wb");
+		if (!w->f || (w->tmp && mfr_temp_register(w->tmp, e) < 0)) {
+			mfr_fail(e, "'%s': %s", w->tmp ? w->tmp : path, strerror(errno));
 			goto fail;
 		}
 		if (with_index) {
@@ -582,7 +591,9 @@ int mfr_writer_close(mfr_writer *w, mfr_error *e)
 		free(w);
 		return 0;
 	}
-	if (fflush(w->f) != 0 || ferror(w->f) || fsync(fileno(w->f)) != 0) {
+	/* fsync before the rename makes the file whole on disk when it appears;
+	 * a device or FIFO written in place has nothing to sync (EINVAL) */
+	if (fflush(w->f) != 0 || ferror(w->f) || (w->tmp && fsync(fileno(w->f)) != 0)) {
 		mfr_fail(e, "'%s': write error: %s", w->path, strerror(errno));
 		goto fail;
 	}
@@ -607,11 +618,12 @@ int mfr_writer_close(mfr_writer *w, mfr_error *e)
 			goto fail;
 		}
 	}
-	if (rename(w->tmp, w->path) != 0) {
+	if (w->tmp && rename(w->tmp, w->path) != 0) {
 		mfr_fail(e, "'%s': cannot rename into place: %s", w->path, strerror(errno));
 		goto fail;
 	}
-	mfr_temp_forget(w->tmp);
+	if (w->tmp)
+		mfr_temp_forget(w->tmp);
 	if (w->ixtmp) {
 		char *ixpath = concat(w->path, ".idx", e);
 		if (!ixpath || rename(w->ixtmp, ixpath) != 0) {

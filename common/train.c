@@ -372,6 +372,8 @@ static int can_write(const char *path, mfr_error *e)
 	char tmp[4096];
 	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
 		return mfr_fail(e, "'%s': path too long", path);
+	if (mfr_path_special(path)) /* written in place (util.h) */
+		snprintf(tmp, sizeof tmp, "%s", path);
 	int exists = access(tmp, F_OK) == 0;
 	FILE *f = fopen(tmp, "ab");
 	if (!f)

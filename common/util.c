@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 
 int mfr_fail(mfr_error *e, const char *fmt, ...)
@@ -204,4 +205,10 @@ void mfr_text_printf(mfr_text *b, const char *fmt, ...)
 		b->d = d;
 		b->room = room;
 	}
+}
+
+int mfr_path_special(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
 }

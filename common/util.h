@@ -89,6 +89,11 @@ void mfr_text_printf(mfr_text *b, const char *fmt, ...) __attribute__((format(pr
  * mfr_temp_cleanup): a failed run never leaves a half file behind. Register
  * copies the path; forget is called once the file is renamed or removed. */
 int mfr_temp_register(const char *path, mfr_error *e);
+
+/* Whether path exists and is not a regular file (a device such as
+ * /dev/null, a FIFO, a terminal): outputs are then written to it in place,
+ * never through PATH.tmp and a rename, which would replace the node. */
+int mfr_path_special(const char *path);
 void mfr_temp_forget(const char *path);
 void mfr_temp_cleanup(void);
 

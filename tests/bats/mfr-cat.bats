@@ -616,3 +616,27 @@ setup() {
 	contains "$stderr" "at byte ${off[6]}"
 	no_file t.mfr.idx t.mfr.idx.tmp
 }
+
+@test "-o naming a FIFO or device writes into it, never renaming a temp file over it" {
+	mfr-synth -n 3 -m 2 -o s.mfr 2>/dev/null
+	mkfifo f1 f2 f3
+	cat f1 > got.mfr &
+	mfr-cat -o f1 s.mfr
+	wait
+	[ -p f1 ]
+	mfr-cat --verify got.mfr
+	equals "$(ids got.mfr | tr '\n' ' ')" "$(ids s.mfr | tr '\n' ' ')" "ids"
+	no_file f1.tmp
+	cat f2 > truth.tsv &
+	mfr-synth -n 3 -m 2 --flip-ratio 0.5 --truth f2 -o s2.mfr 2>/dev/null
+	wait
+	[ -p f2 ]
+	contains "$(head -n 1 truth.tsv)" "id	kind"
+	cat f3 > m.mfrm &
+	mfr-model --new "$REPO/tests/arch/small.arch" -o f3 2>/dev/null
+	wait
+	[ -p f3 ]
+	run -0 mfr-model --info m.mfrm
+	run -1 mfr-cat -o f1 --index s.mfr
+	contains "$output" "an index needs a regular output file"
+}
