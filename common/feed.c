@@ -28,7 +28,7 @@ static int decode_rgb(mfr_jpeg *j, const mfr_face *f, mfr_image *im, mfr_error *
 }
 
 int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, int flip, mfr_pixel_hook hook,
-		      void *hook_ctx, float *dst, uint32_t *flags, mfr_error *e)
+		      void *hook_ctx, uint64_t salt, float *dst, uint32_t *flags, mfr_error *e)
 {
 	mfr_image im = {0}, al = {0};
 	int W = in->width, H = in->height, rc = -1;
@@ -47,7 +47,7 @@ int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, 
 			goto out;
 		use = &al;
 	}
-	if (hook && hook(hook_ctx, use, f, flags, e) < 0)
+	if (hook && hook(hook_ctx, use, f, salt, flags, e) < 0)
 		goto out;
 	size_t plane = (size_t)W * H;
 	for (int c = 0; c < 3; c++) {

@@ -12,15 +12,17 @@
 #include "record.h" /* defines: mfr_face */
 
 /* Edits the decoded, aligned RGB image of face f in place (e.g. draws a mask),
- * and may set bits in *flags; returns 0 or -1 with e filled. */
-typedef int (*mfr_pixel_hook)(void *ctx, mfr_image *im, const mfr_face *f, uint32_t *flags, mfr_error *e);
+ * and may set bits in *flags; salt varies the edit between uses of the same
+ * face (the trainer passes the epoch). Returns 0 or -1 with e filled. */
+typedef int (*mfr_pixel_hook)(void *ctx, mfr_image *im, const mfr_face *f, uint64_t salt, uint32_t *flags,
+			      mfr_error *e);
 
 /* Writes face f as in->width x in->height x 3 floats at dst (plane by plane,
  * in->bgr order, (pixel - mean) * scale), mirrored left-right when flip is
- * set; hook (may be NULL) runs on the RGB pixels first. *flags receives the
+ * set; hook (may be NULL) runs on the RGB pixels first, given salt. *flags receives the
  * record's flags and whatever the hook adds. Returns 0 or -1 with e saying
  * what (the caller adds file and offset). */
 int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, int flip, mfr_pixel_hook hook,
-		      void *hook_ctx, float *dst, uint32_t *flags, mfr_error *e);
+		      void *hook_ctx, uint64_t salt, float *dst, uint32_t *flags, mfr_error *e);
 
 #endif

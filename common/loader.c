@@ -28,7 +28,8 @@ typedef struct {
 } slot;
 
 struct mfr_loader {
-	mfr_loader_config cfg;
+	mfr_loader_config cfg; /* cfg.paths points at paths: the loader's copies */
+	char **paths;
 	mfr_index *ix;     /* one per file */
 	uint64_t *first;   /* npaths + 1: number of each file's first sample */
 	uint64_t n, spe;   /* samples, steps per epoch */
@@ -85,6 +86,16 @@ mfr_loader *mfr_loader_open(const mfr_loader_config *cfg, mfr_error *e)
 		goto fail;
 	}
 	l->cfg = *cfg;
+	if (!(l->paths = calloc((size_t)cfg->npaths, sizeof *l->paths))) {
+		mfr_fail(e, "out of memory");
+		goto fail;
+	}
+	for (int f = 0; f < cfg->npaths; f++)
+		if (!(l->paths[f] = strdup(cfg->paths[f]))) {
+			mfr_fail(e, "out of memory");
+			goto fail;
+		}
+	l->cfg.paths = (const char *const *)l->paths;
 	for (int f = 0; f < cfg->npaths; f++) {
 		const char *p = cfg->paths[f];
 		mfr_error ie;
@@ -164,7 +175,7 @@ static int load_one(worker *w, uint64_t t, int k, slot *s, mfr_error *e)
 		return -1;
 	mfr_error fe;
 	if (mfr_face_decode(w->buf, size, &face, &fe) < 0 ||
-	    mfr_face_to_input(w->jpeg, &face, &l->cfg.input, flip, l->cfg.hook, l->cfg.hook_ctx, s->x + (size_t)k * l->img,
+	    mfr_face_to_input(w->jpeg, &face, &l->cfg.input, flip, l->cfg.hook, l->cfg.hook_ctx, epoch, s->x + (size_t)k * l->img,
 			      &flags, &fe) < 0)
 		return mfr_fail(e, "'%s': record %llu at byte %llu: %s", path, (unsigned long long)(g - l->first[f]),
 				(unsigned long long)en->offset, fe.msg);
@@ -316,6 +327,9 @@ void mfr_loader_close(mfr_loader *l)
 		for (int f = 0; f < l->cfg.npaths; f++)
 			mfr_index_free(&l->ix[f]);
 	free(l->ix);
+	for (int f = 0; l->paths && f < l->cfg.npaths; f++)
+		free(l->paths[f]);
+	free(l->paths);
 	free(l->first);
 	free(l);
 }

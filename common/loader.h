@@ -36,7 +36,7 @@ typedef struct {
 	int prefetch;             /* batches prepared ahead, >= 1 */
 	int flip;                 /* 1: mirror each image with probability 1/2 */
 	mfr_input_spec input;     /* size, order, normalisation, alignment */
-	mfr_pixel_hook hook;      /* may be NULL */
+	mfr_pixel_hook hook;      /* may be NULL; its salt is the epoch */
 	void *hook_ctx;
 } mfr_loader_config;
 

@@ -15,6 +15,7 @@
 #include "cli.h"      /* defines: mfr_now, mfr_progress */
 #include "dnnl_cpu.h" /* defines: mfr_cpu_set_threads, mfr_cpu_backend */
 #include "loader.h"   /* defines: mfr_loader_* */
+#include "maskaug.h"  /* defines: mfr_maskaug_selected, mfr_maskaug_apply */
 #include "model.h"    /* defines: mfr_model_* */
 #include "net.h"      /* defines: mfr_net_* */
 
@@ -406,6 +407,25 @@ static void fmt_eta(char *buf, size_t n, double s)
 		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
+/* The loader's pixel hook: online mask augmentation. The choice and the mask
+ * are drawn from (seed, epoch, face id), so a face wears different masks in
+ * different epochs, and a rerun the same ones. A face already masked is left
+ * as it is. The image is the network input, aligned to the template. */
+static int mask_hook(void *ctx, mfr_image *im, const mfr_face *f, uint64_t epoch, uint32_t *flags, mfr_error *e)
+{
+	mfr_maskaug cfg = *(const mfr_maskaug *)ctx;
+	if (f->flags & MFR_F_MASKED)
+		return 0;
+	cfg.seed = mfr_hash2(cfg.seed, epoch);
+	if (!mfr_maskaug_selected(&cfg, f->id))
+		return 0;
+	mfr_maskaug_info info;
+	if (mfr_maskaug_apply(&cfg, im->px, im->w, im->h, NULL, f->id, &info, e) < 0)
+		return -1;
+	*flags = (*flags & ~MFR_F_STYLE_MASK) | MFR_F_MASKED | (uint32_t)info.style << MFR_F_STYLE_SHIFT;
+	return 0;
+}
+
 /* SGD with momentum and weight decay on the learned backbone tensors. */
 static void backbone_step(run *r, double lr)
 {
@@ -450,6 +470,8 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	float *F = NULL, *dF = NULL;
 	int32_t *L = NULL;
 	mfr_model init = {0};
+	mfr_maskaug mask;
+	mfr_mask_templates *templates = NULL;
 	r->G = r->B * r->k;
 	mfr_cpu_set_threads(c->threads);
 	if (!(r->a = load_arch(c->arch, c->dropout, &r->D, e)) || !(r->arch_text = mfr_arch_format(r->a, NULL, e)))
@@ -478,6 +500,25 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	mfr_loader_config lc = {.paths = c->inputs, .npaths = c->ninputs, .batch = r->B, .rank = r->rank, .ranks = r->k,
 				.seed = c->seed, .threads = c->loader_threads, .prefetch = c->prefetch, .flip = 1,
 				.input = r->input};
+	if (c->mask_ratio > 0) {
+		if (r->input.width != 112 || r->input.height != 112) {
+			mfr_fail(e, "--mask-ratio needs 112x112 aligned inputs (the ArcFace layout); this model takes %dx%d",
+				 r->input.width, r->input.height);
+			goto out_init;
+		}
+		mfr_maskaug_defaults(&mask);
+		mask.seed = mfr_hash2(c->seed, 0x6d61736bull);
+		mask.ratio = c->mask_ratio;
+		if (c->mask_templates) {
+			if (!(templates = mfr_mask_templates_load(c->mask_templates, e)))
+				goto out_init;
+			mask.templates = templates;
+		}
+		if (mfr_maskaug_check(&mask, e) < 0)
+			goto out_init;
+		lc.hook = mask_hook;
+		lc.hook_ctx = &mask;
+	}
 	if (!(r->ld = mfr_loader_open(&lc, e)))
 		goto out_init;
 	r->n = mfr_loader_samples(r->ld);
@@ -533,12 +574,12 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		fprintf(stderr,
 			"mfr-train: %s (%.1fM parameters, embedding %d) on %llu faces of %lld classes; %d rank%s x batch %d = %d, "
 			"%llu steps per epoch, %g epochs (%llu steps%s), lr %g (%g per 256), %s s=%g m=(%g, %g, %g), "
-			"sample rate %g (%s momentum), compute %s, %s%s\n",
+			"sample rate %g (%s momentum), masks on %g of faces, compute %s, %s%s\n",
 			c->arch, r->a->params / 1e6, r->D, (unsigned long long)r->n, (long long)r->C, r->k, r->k > 1 ? "s" : "",
 			r->B, r->G, (unsigned long long)r->spe, c->epochs, (unsigned long long)total,
 			stop < total ? ", stopping early" : "", c->lr * r->G / 256.0, c->lr,
 			c->margin.m2 == 0 && c->margin.m1 == 1 ? "cosface" : "margin", c->margin.s, c->margin.m1, c->margin.m2,
-			c->margin.m3, c->sample_rate, c->sparse_momentum ? "sparse" : "dense", mfr_cpu_backend(),
+			c->margin.m3, c->sample_rate, c->sparse_momentum ? "sparse" : "dense", c->mask_ratio, mfr_cpu_backend(),
 			mfr_comm_describe(comm), c->resume ? "; resuming" : "");
 		if (c->resume)
 			fprintf(stderr, "mfr-train: resumed at step %llu (epoch %.2f)\n", (unsigned long long)step,
@@ -638,6 +679,7 @@ out:
 		rc = mfr_fail(e, "'%s': write error", c->log);
 	free(F), free(dF), free(L);
 	mfr_loader_close(r->ld);
+	mfr_mask_templates_free(templates);
 	mfr_pfc_free(r->fc);
 	mfr_net_free(r->net);
 	free(r->mom);

@@ -67,6 +67,10 @@ typedef struct {
 	/* resources */
 	int threads, loader_threads, prefetch;
 	double mem_limit;          /* bytes per rank, 0: none */
+	/* online mask augmentation (maskaug.h): each (epoch, face) masked with
+	 * probability mask_ratio; 0 off */
+	double mask_ratio;
+	const char *mask_templates; /* user templates (mfr-maskaug -t), or NULL */
 } mfr_train_config;
 
 /* Paper defaults: CosFace m = 0.4, s = 64, SGD 0.9, wd 1e-4, lr 0.1 per 256,

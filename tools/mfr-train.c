@@ -14,7 +14,7 @@ enum {
 	O_PLAN = 256, O_CLASSES, O_EMB, O_RANKS, O_RATE, O_MARGIN, O_M1, O_M2, O_M3, O_SCALE, O_DROPOUT, O_MOMENTUM,
 	O_WD, O_FC_WD, O_LR, O_WARMUP, O_EPOCHS, O_DECAY, O_DECAY_EPOCHS, O_GAMMA, O_POWER, O_CLIP, O_SEED, O_INIT,
 	O_RESUME, O_CKPT, O_SAVE_EVERY, O_LOG, O_LOG_EVERY, O_MAX_STEPS, O_LOADER, O_PREFETCH, O_MEM, O_FC_MOM,
-	O_MASK_RATIO
+	O_MASK_RATIO, O_MASK_TEMPLATES
 };
 
 static const mfr_option opts[] = {
@@ -52,7 +52,8 @@ static const mfr_option opts[] = {
 	{"loader-threads", O_LOADER, "N", "JPEG-decoding threads per rank (default 2)"},
 	{"prefetch", O_PREFETCH, "N", "batches prepared ahead (default 2)"},
 	{"mem-limit", O_MEM, "SIZE", "refuse to start when the plan needs more per rank (e.g. 12G)"},
-	{"mask-ratio", O_MASK_RATIO, "R", "online mask augmentation of a fraction of faces"},
+	{"mask-ratio", O_MASK_RATIO, "R", "online mask augmentation: each face in each epoch masked with probability R (paper: 0.15; default 0)"},
+	{"mask-templates", O_MASK_TEMPLATES, "PATH", "with --mask-ratio: also user mask templates (as mfr-maskaug -t)"},
 	{"plan", O_PLAN, NULL, "print the per-rank memory plan and exit"},
 	{"classes", O_CLASSES, "C", "number of classes (default: 1 + the largest label; --plan: required)"},
 	{"embedding-size", O_EMB, "D", "--plan: embedding dimension (default: the architecture's)"},
@@ -169,9 +170,8 @@ int main(int argc, char **argv)
 		case O_LOADER: c.loader_threads = (int)mfr_parse_int(optarg, 1, 256, "loader threads"); break;
 		case O_PREFETCH: c.prefetch = (int)mfr_parse_int(optarg, 1, 64, "prefetch"); break;
 		case O_MEM: c.mem_limit = parse_size(optarg); break;
-		case O_MASK_RATIO:
-			mfr_usage_error("--mask-ratio: online mask augmentation does not exist yet (mfr-maskaug, issue 6); "
-					"mask a copy of the data with mfr-maskaug instead");
+		case O_MASK_RATIO: c.mask_ratio = mfr_parse_real(optarg, 0, 1, "mask ratio"); break;
+		case O_MASK_TEMPLATES: c.mask_templates = optarg; break;
 		case O_PLAN: plan = 1; break;
 		case O_CLASSES: c.classes = mfr_parse_int(optarg, 1, 1ll << 40, "classes"); break;
 		case O_EMB: emb = (int)mfr_parse_int(optarg, 1, 65536, "embedding size"); break;

@@ -79,8 +79,8 @@ same_weights() {
 	run -2 mfr-train -o m.mfrm
 	contains "$output" "no input"
 	is_usage_on "$output"
-	run -2 mfr-train --mask-ratio 0.15 -o m.mfrm x.mfr
-	contains "$output" "online mask augmentation does not exist yet"
+	run -2 mfr-train --mask-ratio 1.5 -o m.mfrm x.mfr
+	contains "$output" "mask ratio out of range"
 	run -2 mfr-train --margin sphere -o m.mfrm x.mfr
 	run -2 mfr-train --plan
 	contains "$output" "--plan needs --classes"
@@ -180,6 +180,9 @@ same_weights() {
 	awk -F'\t' 'NR == 2 { a = $5 } END { if (!($5 < a / 1000)) { print "last lr " $5 " vs " a; exit 1 } }' arc.tsv
 	run -0 mfr-train $a --m1 1 --m2 0.3 --m3 0.2 --max-steps 5 -o comb.mfrm train.mfr
 	contains "$output" "m=(1, 0.3, 0.2)"
+	# online masks: a third of the faces each epoch
+	run -0 mfr-train $a --mask-ratio 0.33 --max-steps 5 -o mask.mfrm train.mfr
+	contains "$output" "masks on 0.33 of faces"
 	# fine-tuning from the trained backbone starts from a lower loss than a fresh one
 	run -0 mfr-train $a --max-steps 5 --log fresh.tsv -o f.mfrm train.mfr
 	run -0 mfr-train $a --max-steps 5 --init arc.mfrm --log tuned.tsv -o t.mfrm train.mfr
