@@ -43,3 +43,11 @@ setup() {
 	no_file loop/r1/clean.emb.mfr loop/r1/clean.emb.mfr.tmp loop/r1/row.tsv
 	[ -s loop/r1/model.mfrm ]
 }
+
+@test "mask-ratio.mk: one ratio and its fine-tune, unmasked and masked figures in one table" {
+	run -0 make --no-print-directory -C "$REPO" -f pipelines/mask-ratio.mk BIN="$BIN" D="$PWD/mr" DATA="$PWD/train.mfr" \
+		VAL="$PWD/val.mfr" ARCH=tests/arch/small.arch EPOCHS=1 FT_EPOCHS=1 BATCH=8 RATIOS=0.15
+	[ "$(wc -l < mr/table.tsv)" = 3 ]
+	awk -F'\t' 'NR > 1 && ($3 !~ /%$/ || $5 !~ /%$/) { print "no EER: " $0; exit 1 }' mr/table.tsv
+	contains "$(cut -f 1 mr/table.tsv | tr '\n' ' ')" "m0.15 ft0.33"
+}
