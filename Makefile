@@ -176,7 +176,7 @@ test: all $(UNITS) $(REPLAYS) $(TTOOLS)
 check-asan:
 	$(MAKE) SAN=1 test
 
-bench: all $(BENCHES)
+bench: all $(BENCHES) $(TTOOLS)
 	@MFR_BIN=$(BIN) MFR_BUILD=$(BUILD) bash tests/bench/run.sh
 
 # libFuzzer builds with clang: `make fuzz` then e.g.

@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gemm.h"   /* defines: mfr_sgemm, mfr_gemm_set_threads */
+#include "qgemm.h"  /* defines: mfr_qgemm_s8, mfr_qgemm_fast */
 #include "record.h" /* defines: mfr_embedding_decode, mfr_record_ids */
 
 /* ---- passes ---- */
@@ -612,6 +614,7 @@ typedef struct {
 	size_t r0, r1; /* rows of the tile this worker scans */
 	cand *out;
 	size_t n, room;
+	uint64_t rescored;
 	int oom;
 } scan_job;
 
@@ -625,6 +628,7 @@ static void *scan_rows(void *arg)
 			if (!(row[q] >= w->lo))
 				continue;
 			uint32_t i = (uint32_t)(w->i0 + r), j = (uint32_t)(w->j0 + q);
+			w->rescored++;
 			float s = mfr_dot(w->c + (size_t)i * w->d, w->c + (size_t)j * w->d, w->d);
 			if (!(s >= w->threshold))
 				continue;
@@ -650,79 +654,12 @@ static int nb_order(const void *a, const void *b)
 	return (*x > *y) - (*x < *y);
 }
 
-int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block,
-		    int threads, mfr_topk *t, mfr_error *e)
+/* Every row in order: sim descending, index ascending. Similarities are
+ * never NaN here (>= threshold); sort on a key built from (sim, index). */
+static void sort_rows(mfr_topk *t)
 {
-	*t = (mfr_topk){.n = n, .k = k};
-	if (k < 1 || k > 1024 || block < 1 || n >= UINT32_MAX)
-		return mfr_fail(e, "pair search: bad arguments (k %d, block %zu, n %zu)", k, block, n);
-	if (threads <= 0) {
-		long nc = sysconf(_SC_NPROCESSORS_ONLN);
-		threads = nc > 0 ? (int)nc : 1;
-	}
-	if (threads > 256)
-		threads = 256;
-	t->n_nb = calloc(n + 1, sizeof *t->n_nb);
-	t->sim = malloc(((size_t)n * k + 1) * sizeof *t->sim);
-	t->nb = malloc(((size_t)n * k + 1) * sizeof *t->nb);
-	size_t bs = block < n ? block : (n ? n : 1);
-	float *S = malloc(bs * bs * sizeof *S);
-	scan_job *jobs = calloc((size_t)threads, sizeof *jobs);
-	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
-	if (!t->n_nb || !t->sim || !t->nb || !S || !jobs || !tid) {
-		mfr_fail(e, "out of memory for the pair search of %zu centres", n);
-		goto fail;
-	}
-	mfr_gemm_set_threads(threads);
-	/* The GEMM's float sums differ from mfr_dot's by rounding, at most about
-	 * d * 2^-24 for unit rows: candidates within a margin well above that are
-	 * rescored exactly, so none at or above the threshold is lost. */
-	float lo = threshold - (1e-3f + (float)d * 2.4e-7f);
-	for (size_t i0 = 0; i0 < n; i0 += bs) {
-		size_t bi = n - i0 < bs ? n - i0 : bs;
-		for (size_t j0 = i0; j0 < n; j0 += bs) {
-			size_t bj = n - j0 < bs ? n - j0 : bs;
-			if (mfr_sgemm(0, 1, (int64_t)bi, (int64_t)bj, d, 1.0f, c + i0 * d, d, c + j0 * d, d, 0.0f, S,
-				      (int64_t)bj) < 0) {
-				mfr_fail(e, "pair search: GEMM of a %zu x %zu tile failed", bi, bj);
-				goto fail;
-			}
-			int nt = threads;
-			if ((size_t)nt > bi)
-				nt = (int)bi;
-			for (int w = 0; w < nt; w++) {
-				scan_job *j = &jobs[w];
-				*j = (scan_job){.c = c, .S = S, .d = d, .i0 = i0, .j0 = j0, .bi = bi, .bj = bj, .ldS = bj,
-						.diag = i0 == j0, .lo = lo, .threshold = threshold,
-						.r0 = bi * w / nt, .r1 = bi * (w + 1) / nt, .out = j->out, .room = j->room};
-			}
-			int started = 0;
-			for (int w = 1; w < nt; w++) {
-				if (pthread_create(&tid[w], NULL, scan_rows, &jobs[w]) != 0)
-					break;
-				started = w;
-			}
-			scan_rows(&jobs[0]);
-			for (int w = started + 1; w < nt; w++) /* threads that did not start */
-				scan_rows(&jobs[w]);
-			for (int w = 1; w <= started; w++)
-				pthread_join(tid[w], NULL);
-			for (int w = 0; w < nt; w++) {
-				if (jobs[w].oom) {
-					mfr_fail(e, "out of memory for pair candidates");
-					goto fail;
-				}
-				for (size_t q = 0; q < jobs[w].n; q++) {
-					cand *x = &jobs[w].out[q];
-					heap_offer(t, x->i, x->s, x->j);
-					heap_offer(t, x->j, x->s, x->i);
-				}
-			}
-		}
-	}
-	/* each row in order: sim descending, index ascending. Similarities are
-	 * >= threshold > -1 here; sort on a key built from (sim, index). */
-	for (size_t i = 0; i < n; i++) {
+	size_t k = (size_t)t->k;
+	for (size_t i = 0; i < t->n; i++) {
 		uint32_t m = t->n_nb[i];
 		uint64_t key[1024];
 		for (uint32_t q = 0; q < m; q++) {
@@ -740,20 +677,403 @@ int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k
 			t->nb[i * k + q] = (uint32_t)key[q];
 		}
 	}
-	for (int w = 0; w < threads; w++)
+}
+
+static int search_fp32(const float *c, size_t n, uint32_t d, float threshold, size_t block, int threads,
+		       mfr_topk *t, mfr_error *e)
+{
+	size_t bs = block < n ? block : (n ? n : 1);
+	int rc = -1;
+	float *S = malloc(bs * bs * sizeof *S);
+	scan_job *jobs = calloc((size_t)threads, sizeof *jobs);
+	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+	if (!S || !jobs || !tid) {
+		mfr_fail(e, "out of memory for the pair search of %zu centres", n);
+		goto done;
+	}
+	mfr_gemm_set_threads(threads);
+	/* The GEMM's float sums differ from mfr_dot's by rounding, at most about
+	 * d * 2^-24 for unit rows: candidates within a margin well above that are
+	 * rescored exactly, so none at or above the threshold is lost. */
+	float lo = threshold - (1e-3f + (float)d * 2.4e-7f);
+	for (size_t i0 = 0; i0 < n; i0 += bs) {
+		size_t bi = n - i0 < bs ? n - i0 : bs;
+		for (size_t j0 = i0; j0 < n; j0 += bs) {
+			size_t bj = n - j0 < bs ? n - j0 : bs;
+			if (mfr_sgemm(0, 1, (int64_t)bi, (int64_t)bj, d, 1.0f, c + i0 * d, d, c + j0 * d, d, 0.0f, S,
+				      (int64_t)bj) < 0) {
+				mfr_fail(e, "pair search: GEMM of a %zu x %zu tile failed", bi, bj);
+				goto done;
+			}
+			int nt = threads;
+			if ((size_t)nt > bi)
+				nt = (int)bi;
+			for (int w = 0; w < nt; w++) {
+				scan_job *j = &jobs[w];
+				*j = (scan_job){.c = c, .S = S, .d = d, .i0 = i0, .j0 = j0, .bi = bi, .bj = bj, .ldS = bj,
+						.diag = i0 == j0, .lo = lo, .threshold = threshold,
+						.r0 = bi * w / nt, .r1 = bi * (w + 1) / nt, .out = j->out, .room = j->room,
+						.rescored = j->rescored};
+			}
+			int started = 0;
+			for (int w = 1; w < nt; w++) {
+				if (pthread_create(&tid[w], NULL, scan_rows, &jobs[w]) != 0)
+					break;
+				started = w;
+			}
+			scan_rows(&jobs[0]);
+			for (int w = started + 1; w < nt; w++) /* threads that did not start */
+				scan_rows(&jobs[w]);
+			for (int w = 1; w <= started; w++)
+				pthread_join(tid[w], NULL);
+			for (int w = 0; w < nt; w++) {
+				if (jobs[w].oom) {
+					mfr_fail(e, "out of memory for pair candidates");
+					goto done;
+				}
+				for (size_t q = 0; q < jobs[w].n; q++) {
+					cand *x = &jobs[w].out[q];
+					heap_offer(t, x->i, x->s, x->j);
+					heap_offer(t, x->j, x->s, x->i);
+				}
+			}
+		}
+	}
+	rc = 0;
+done:
+	for (int w = 0; jobs && w < threads; w++) {
+		t->rescored += jobs[w].rescored;
 		free(jobs[w].out);
+	}
 	free(jobs);
 	free(tid);
 	free(S);
+	return rc;
+}
+
+/* ---- int8 search (the bound is argued in clean.h) ---- */
+
+/* Tile side: a 512 x 512 int32 tile is 1 MiB, which stays in a worker's L2
+ * while it is scanned; oneDNN's VNNI kernel runs at its full rate from this
+ * size up (measured: 512, 1024 and 2048 squares within noise on one core). */
+enum { QTILE = 512, CHUNK = 64 };
+
+typedef struct {
+	const float *c;
+	size_t n, bs, ntile;
+	uint32_t d;
+	float threshold, lo;
+	int8_t *q;              /* n x d */
+	float *u, *nrm, *nq, *ex; /* per row: step, |x|, |x~|, |e_x|' (NaN: rescore always) */
+	uint64_t tiles;         /* tiles on or above the diagonal */
+	atomic_uint_fast64_t next;
+	pthread_mutex_t lock;   /* guards t's heaps */
+	mfr_topk *t;
+} qsearch;
+
+typedef struct {
+	qsearch *s;
+	size_t r0, r1; /* rows to quantise */
+	int32_t *P;
+	cand *out;
+	size_t n, room;
+	uint64_t rescored;
+	int failed; /* 1: out of memory, 2: the GEMM failed */
+} qworker;
+
+/* Quantises rows r0..r1 (see clean.h): q, u and the norms of the bound. */
+static void quantise_rows(qsearch *s, size_t r0, size_t r1)
+{
+	uint32_t d = s->d;
+	for (size_t i = r0; i < r1; i++) {
+		const float *x = s->c + i * d;
+		int8_t *q = s->q + i * d;
+		double m = 0;
+		int wild = 0;
+		for (uint32_t p = 0; p < d; p++) {
+			if (!isfinite(x[p]))
+				wild = 1;
+			else if (fabs(x[p]) > m)
+				m = fabs(x[p]);
+		}
+		memset(q, 0, d);
+		if (!wild && m == 0) { /* exact: x~ = x = 0 */
+			s->u[i] = s->nrm[i] = s->nq[i] = s->ex[i] = 0;
+			continue;
+		}
+		if (wild || m < 0x1p-40 || m > 0x1p40) { /* NaN makes every test with this row pass */
+			s->u[i] = 0;
+			s->nrm[i] = s->nq[i] = s->ex[i] = NAN;
+			continue;
+		}
+		float u = (float)(m / 127);
+		double xx = 0, qq = 0, ee = 0;
+		for (uint32_t p = 0; p < d; p++) {
+			double v = nearbyint(x[p] / (double)u);
+			v = v > 127 ? 127 : v < -127 ? -127 : v;
+			q[p] = (int8_t)v;
+			double err = x[p] - v * u; /* v * u is exact in double */
+			xx += (double)x[p] * x[p];
+			qq += v * v;
+			ee += err * err;
+		}
+		s->u[i] = u;
+		s->nrm[i] = (float)sqrt(xx);
+		s->nq[i] = (float)(u * sqrt(qq));
+		double ex = sqrt(ee) * (1 + 1e-6) + 1e-5 * sqrt(xx);
+		float exf = (float)ex;
+		s->ex[i] = (double)exf < ex ? nextafterf(exf, INFINITY) : exf;
+	}
+}
+
+static void *quantise_thread(void *arg)
+{
+	qworker *w = arg;
+	quantise_rows(w->s, w->r0, w->r1);
+	return NULL;
+}
+
+/* Scans the bi x bj tile P of rows i0.., columns j0..: each pair that passes
+ * both tests below is rescored with mfr_dot and kept when >= threshold. */
+static int scan_tile(qworker *w, size_t i0, size_t j0, size_t bi, size_t bj)
+{
+	qsearch *s = w->s;
+	const float *u = s->u, *nrm = s->nrm, *nq = s->nq, *ex = s->ex;
+	float lo = s->lo;
+	/* A first, integer test per row: with the columns' largest u, |y| and
+	 * |e_y|', t(x,y) = lo - |e_x|'|y| - |x~||e_y|' >= num for every column,
+	 * so when num > 0 a pair that passes the float test below has
+	 * P >= t / (u_x u_y) >= num / (u_x umax). num and the quotient are taken
+	 * in double from the stored floats (errors ~1e-16 relative) and lowered
+	 * by 1e-9 relative and 1: a bound P must reach. A NaN column or row (a
+	 * row rescored always) turns the first test off. */
+	float umax = 0, nmax = 0, emax = 0;
+	int wild = 0;
+	for (size_t q = 0; q < bj; q++) {
+		size_t j = j0 + q;
+		if (isnan(ex[j]))
+			wild = 1;
+		else {
+			umax = u[j] > umax ? u[j] : umax;
+			nmax = nrm[j] > nmax ? nrm[j] : nmax;
+			emax = ex[j] > emax ? ex[j] : emax;
+		}
+	}
+	for (size_t r = 0; r < bi; r++) {
+		size_t i = i0 + r;
+		float ui = u[i], exi = ex[i], nqi = nq[i];
+		int32_t L = INT32_MIN;
+		if (!wild && !isnan(exi)) {
+			double num = (double)lo - (double)exi * nmax - (double)nqi * emax;
+			if (num > 0) {
+				double den = (double)ui * umax;
+				if (den == 0)
+					continue; /* P u_x u_y = 0 < t for every column */
+				double v = num / den * (1 - 1e-9) - 1;
+				L = v >= 0x1p31 ? INT32_MAX : (int32_t)floor(v);
+			}
+		}
+		const int32_t *row = w->P + r * bj;
+		size_t c0 = i0 == j0 ? r + 1 : 0;
+		for (size_t q0 = c0; q0 < bj; q0 += CHUNK) {
+			size_t q1 = bj - q0 < CHUNK ? bj : q0 + CHUNK;
+			int hit = 0;
+			if (q1 - q0 == CHUNK) {
+				for (int x = 0; x < CHUNK; x++) /* a constant trip count: vectorised */
+					hit |= row[q0 + x] >= L;
+			} else
+				hit = 1;
+			if (!hit)
+				continue;
+			for (size_t q = q0; q < q1; q++) {
+				if (row[q] < L)
+					continue;
+				size_t j = j0 + q;
+				/* the per-pair bound; NaN (a row rescored always) passes */
+				float a = (float)row[q] * (ui * u[j]);
+				if (a < lo - exi * nrm[j] - nqi * ex[j])
+					continue;
+				w->rescored++;
+				float sim = mfr_dot(s->c + i * s->d, s->c + j * s->d, s->d);
+				if (!(sim >= s->threshold))
+					continue;
+				if (w->n == w->room) {
+					size_t room = w->room ? w->room * 2 : 1024;
+					cand *o = realloc(w->out, room * sizeof *o);
+					if (!o)
+						return -1;
+					w->out = o;
+					w->room = room;
+				}
+				w->out[w->n++] = (cand){(uint32_t)i, (uint32_t)j, sim};
+			}
+		}
+	}
 	return 0;
-fail:
-	for (int w = 0; jobs && w < threads; w++)
-		free(jobs[w].out);
-	free(jobs);
+}
+
+/* A worker: takes the next tile (row-major over the tiles on or above the
+ * diagonal) until none is left; its candidates go into the shared heaps
+ * after each tile. The heaps' total order makes the result independent of
+ * which worker offers what when. */
+static void *search_thread(void *arg)
+{
+	qworker *w = arg;
+	qsearch *s = w->s;
+	size_t ti = 0;
+	uint64_t base = 0; /* index of tile (ti, ti) */
+	for (;;) {
+		uint64_t idx = atomic_fetch_add(&s->next, 1);
+		if (idx >= s->tiles)
+			break;
+		while (idx >= base + (s->ntile - ti)) { /* a worker's indices only grow */
+			base += s->ntile - ti;
+			ti++;
+		}
+		size_t tj = ti + (size_t)(idx - base);
+		size_t i0 = ti * s->bs, j0 = tj * s->bs;
+		size_t bi = s->n - i0 < s->bs ? s->n - i0 : s->bs, bj = s->n - j0 < s->bs ? s->n - j0 : s->bs;
+		if (mfr_qgemm_s8((int64_t)bi, (int64_t)bj, s->d, s->q + i0 * s->d, s->d, s->q + j0 * s->d, s->d, w->P,
+				 (int64_t)bj, 1) < 0)
+			w->failed = 2;
+		else if (scan_tile(w, i0, j0, bi, bj) < 0)
+			w->failed = 1;
+		if (w->failed) {
+			atomic_store(&s->next, s->tiles); /* the others stop too */
+			break;
+		}
+		if (w->n) {
+			pthread_mutex_lock(&s->lock);
+			for (size_t q = 0; q < w->n; q++) {
+				cand *x = &w->out[q];
+				heap_offer(s->t, x->i, x->s, x->j);
+				heap_offer(s->t, x->j, x->s, x->i);
+			}
+			pthread_mutex_unlock(&s->lock);
+			w->n = 0;
+		}
+	}
+	return NULL;
+}
+
+/* Runs fn on workers 1..nt-1 in threads and on worker 0 here; a worker
+ * whose thread did not start runs here too. */
+static void run_workers(void *(*fn)(void *), qworker *ws, pthread_t *tid, int nt)
+{
+	int started = 0;
+	for (int w = 1; w < nt; w++) {
+		if (pthread_create(&tid[w], NULL, fn, &ws[w]) != 0)
+			break;
+		started = w;
+	}
+	fn(&ws[0]);
+	for (int w = started + 1; w < nt; w++)
+		fn(&ws[w]);
+	for (int w = 1; w <= started; w++)
+		pthread_join(tid[w], NULL);
+}
+
+static int search_int8(const float *c, size_t n, uint32_t d, float threshold, size_t block, int threads,
+		       mfr_topk *t, mfr_error *e)
+{
+	if (d > MFR_QGEMM_MAX_K)
+		return mfr_fail(e, "pair search: the int8 search takes at most %d dimensions, not %u", MFR_QGEMM_MAX_K,
+				d);
+	qsearch s = {.c = c, .n = n, .d = d, .threshold = threshold, .t = t};
+	s.bs = block < QTILE ? block : QTILE;
+	s.ntile = (n + s.bs - 1) / s.bs;
+	s.tiles = (uint64_t)s.ntile * (s.ntile + 1) / 2;
+	atomic_init(&s.next, 0);
+	/* thr' = thr - 1e-6 (1 + |thr|), rounded down to a float */
+	double lo = threshold - 1e-6 * (1 + fabs(threshold));
+	s.lo = (float)lo;
+	if ((double)s.lo > lo)
+		s.lo = nextafterf(s.lo, -INFINITY);
+	int nt = threads;
+	if ((uint64_t)nt > s.tiles)
+		nt = s.tiles ? (int)s.tiles : 1;
+	s.q = malloc((size_t)n * d + 1);
+	s.u = malloc((n + 1) * sizeof *s.u);
+	s.nrm = malloc((n + 1) * sizeof *s.nrm);
+	s.nq = malloc((n + 1) * sizeof *s.nq);
+	s.ex = malloc((n + 1) * sizeof *s.ex);
+	qworker *ws = calloc((size_t)nt, sizeof *ws);
+	pthread_t *tid = calloc((size_t)nt, sizeof *tid);
+	int rc = -1, locked = 0;
+	if (!s.q || !s.u || !s.nrm || !s.nq || !s.ex || !ws || !tid) {
+		mfr_fail(e, "out of memory for the int8 pair search of %zu centres", n);
+		goto done;
+	}
+	for (int w = 0; w < nt; w++)
+		ws[w] = (qworker){.s = &s, .r0 = n * w / nt, .r1 = n * (w + 1) / nt};
+	run_workers(quantise_thread, ws, tid, nt);
+	for (int w = 0; w < nt; w++)
+		if (!(ws[w].P = malloc(s.bs * s.bs * sizeof *ws[w].P))) {
+			mfr_fail(e, "out of memory for the int8 pair search of %zu centres", n);
+			goto done;
+		}
+	if (pthread_mutex_init(&s.lock, NULL) != 0) {
+		mfr_fail(e, "pair search: cannot create a lock");
+		goto done;
+	}
+	locked = 1;
+	run_workers(search_thread, ws, tid, nt);
+	rc = 0;
+	for (int w = 0; w < nt; w++) {
+		t->rescored += ws[w].rescored;
+		if (ws[w].failed && rc == 0)
+			rc = ws[w].failed == 1 ? mfr_fail(e, "out of memory for pair candidates")
+					       : mfr_fail(e, "pair search: int8 GEMM of a tile failed");
+	}
+done:
+	if (locked)
+		pthread_mutex_destroy(&s.lock);
+	for (int w = 0; ws && w < nt; w++) {
+		free(ws[w].P);
+		free(ws[w].out);
+	}
+	free(ws);
 	free(tid);
-	free(S);
-	mfr_topk_free(t);
-	return -1;
+	free(s.q);
+	free(s.u);
+	free(s.nrm);
+	free(s.nq);
+	free(s.ex);
+	return rc;
+}
+
+int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
+		    int method, mfr_topk *t, mfr_error *e)
+{
+	*t = (mfr_topk){.n = n, .k = k};
+	if (k < 1 || k > 1024 || block < 1 || n >= UINT32_MAX ||
+	    (method != MFR_SEARCH_AUTO && method != MFR_SEARCH_FP32 && method != MFR_SEARCH_INT8))
+		return mfr_fail(e, "pair search: bad arguments (k %d, block %zu, n %zu, method %d)", k, block, n,
+				method);
+	if (method == MFR_SEARCH_AUTO)
+		method = mfr_qgemm_fast() && d <= MFR_QGEMM_MAX_K ? MFR_SEARCH_INT8 : MFR_SEARCH_FP32;
+	t->method = method;
+	if (threads <= 0) {
+		long nc = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = nc > 0 ? (int)nc : 1;
+	}
+	if (threads > 256)
+		threads = 256;
+	t->n_nb = calloc(n + 1, sizeof *t->n_nb);
+	t->sim = malloc(((size_t)n * k + 1) * sizeof *t->sim);
+	t->nb = malloc(((size_t)n * k + 1) * sizeof *t->nb);
+	if (!t->n_nb || !t->sim || !t->nb) {
+		mfr_topk_free(t);
+		return mfr_fail(e, "out of memory for the pair search of %zu centres", n);
+	}
+	int rc = method == MFR_SEARCH_INT8 ? search_int8(c, n, d, threshold, block, threads, t, e)
+					   : search_fp32(c, n, d, threshold, block, threads, t, e);
+	if (rc < 0) {
+		mfr_topk_free(t);
+		return -1;
+	}
+	sort_rows(t);
+	return 0;
 }
 
 void mfr_topk_free(mfr_topk *t)

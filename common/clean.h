@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "hashmap.h" /* defines: mfr_map */
+#include "qgemm.h"   /* defines: MFR_QGEMM_MAX_K */
 #include "stream.h"  /* defines: mfr_reader, mfr_record, mfr_schema */
 #include "util.h"    /* defines: mfr_error */
 
@@ -168,17 +169,55 @@ typedef struct {
 	uint32_t *n_nb;
 	float *sim;    /* n x k */
 	uint32_t *nb;  /* n x k */
+	int method;        /* the search that filled it: MFR_SEARCH_FP32 or MFR_SEARCH_INT8 */
+	uint64_t rescored; /* pairs it rescored with mfr_dot (for benchmarks and logs) */
 } mfr_topk;
 
-/* Exact search of all pairs of the n unit rows of c (n x d, row-major) with
- * cosine >= threshold, keeping each centre's top k (1..1024). Similarities
- * come from mfr_sgemm on block x block tiles (only tiles on or above the
- * diagonal: the C x C matrix is never held) with `threads` threads (0: every
- * core) for the GEMM and the scan; each candidate within a rounding margin of
- * the threshold is rescored with mfr_dot, so the result is the same for every
- * block size and thread count. n < 2^32. Free t with mfr_topk_free. */
-int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block,
-		    int threads, mfr_topk *t, mfr_error *e);
+/* How mfr_pair_search computes its first, approximate similarities; every
+ * method gives the same result. */
+enum {
+	MFR_SEARCH_AUTO = 0, /* int8 when mfr_qgemm_fast() and d <= MFR_QGEMM_MAX_K, else fp32 */
+	MFR_SEARCH_FP32 = 1, /* mfr_sgemm tiles, a fixed rounding margin */
+	MFR_SEARCH_INT8 = 2, /* mfr_qgemm_s8 tiles, a rigorous per-pair bound (any backend) */
+};
+
+/* Exact search of all pairs of the n rows of c (n x d, row-major; meant to be
+ * unit or zero: the margins below assume norms of about 1) with
+ * sim = mfr_dot(row i, row j) >= threshold, keeping each centre's top k
+ * (1..1024). Only tiles on or above the diagonal are computed (the n x n
+ * matrix is never held), with `threads` threads (0: every core). A pair is
+ * reported with mfr_dot's value, and only pairs a cheap first pass cannot
+ * rule out are rescored with mfr_dot, so the result is that of the brute
+ * force loop over mfr_dot, the same for every method, block size and thread
+ * count. n < 2^32. Free t with mfr_topk_free.
+ *
+ * MFR_SEARCH_FP32: block x block tiles of mfr_sgemm; a pair is rescored when
+ * its float similarity is within 1e-3 + d * 2.4e-7 of the threshold (float
+ * rounding of a GEMM over unit rows is about d * 2^-24).
+ *
+ * MFR_SEARCH_INT8: each row x is quantised with its own step,
+ *   u = fl(max_i |x_i| / 127),  q = round(x / u) in -127..127,  x~ = q u,
+ * tiles of at most 512 x 512 (block caps them) of P = q_x . q_y come from
+ * mfr_qgemm_s8 exactly, and x~ . y~ = P u_x u_y. With e_x = x - x~,
+ *   x.y = x~.y~ + x~.e_y + e_x.y      (x = x~ + e_x, then y = y~ + e_y)
+ * and by Cauchy-Schwarz on the two error terms
+ *   |x.y - x~.y~| <= |x~| |e_y| + |e_x| |y| = B(x, y).
+ * A pair is rescored unless
+ *   P u_x u_y < thr' - |e_x|' |y| - |x~| |e_y|'
+ * where thr' = thr - 1e-6 (1 + |thr|) absorbs mfr_dot's final rounding to
+ * float (2^-24 |thr|) and the |thr| part of this test's float rounding,
+ * and |e|' = |e| (1 + 1e-6) + 1e-5 |x| adds 1e-5 |x| |y| and more to the
+ * bound, which absorbs the test's float rounding of P u_x u_y (3 roundings,
+ * under 2e-7 |x~||y~| < 8e-7 |x||y|: |e_x| <= sqrt(d) u / 2 < 1.01 |x| for
+ * d <= 65536), the test's rounding of its threshold side (under 4e-7 |x||y|),
+ * mfr_dot's double sum (d 2^-53 |x||y|) and the norms' own rounding to
+ * float. So a pair with mfr_dot >= thr is never skipped. Rows with a
+ * non-finite value, or a largest |x_i| outside [2^-40, 2^40] (where those
+ * float margins are not argued), are rescored against every row; zero rows
+ * are exact (x~ = x = 0). For unit rows of 512 d, B is about 0.016, so only
+ * pairs within about that of the threshold are rescored. */
+int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
+		    int method, mfr_topk *t, mfr_error *e);
 void mfr_topk_free(mfr_topk *t);
 
 /* Whether j is among i's kept neighbours. */

@@ -14,10 +14,11 @@
 #include "clean.h"  /* defines: mfr_passes_*, mfr_centres_build, mfr_pair_search, mfr_uf */
 #include "cli.h"    /* defines: mfr_getopt, mfr_parse_*, mfr_die*, mfr_text_open */
 #include "gemm.h"   /* defines: mfr_gemm_backend */
+#include "qgemm.h"  /* defines: mfr_qgemm_backend */
 #include "record.h" /* defines: mfr_record_ids */
 #include "stream.h" /* defines: mfr_writer_* */
 
-enum { O_PAIRS = 256, O_MAP, O_MUTUAL, O_MAX, O_BLOCK };
+enum { O_PAIRS = 256, O_MAP, O_MUTUAL, O_MAX, O_BLOCK, O_SEARCH };
 
 static const mfr_option opts[] = {
 	{"threshold", 't', "T", "merge classes whose centres have cosine similarity >= T (-1..1; required)"},
@@ -26,7 +27,9 @@ static const mfr_option opts[] = {
 	{"max-merge", O_MAX, "N", "refuse a merge that would make a group of more than N classes\n"
 				  "(0: no cap; default 16)"},
 	{"threads", 'j', "N", "threads for the search, 0 = all cores (default 0); the output does not depend on N"},
-	{"block", O_BLOCK, "B", "centres per GEMM tile side (16..65536, default 4096)"},
+	{"block", O_BLOCK, "B", "centres per GEMM tile side (16..65536, default 4096; int8: at most 512)"},
+	{"search", O_SEARCH, "M", "first pass of the search: auto, int8 or fp32 (default auto: int8 where\n"
+				  "the CPU has VNNI); the output does not depend on M"},
 	{"pairs", O_PAIRS, "FILE", "write the candidate pairs as TSV: label_a, label_b, similarity, decision"},
 	{"map", O_MAP, "FILE", "write the label map as TSV: old_label, new_label, images"},
 	{"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed on success) instead of stdout"},
@@ -35,8 +38,8 @@ static const mfr_option opts[] = {
 
 static const mfr_tool tool = {
 	"mfr-merge-inter",
-	"-t T [-k K] [--mutual] [--max-merge N] [-j N] [--block B] [--pairs FILE] [--map FILE]\n"
-	"[-o FILE] [FILE...]",
+	"-t T [-k K] [--mutual] [--max-merge N] [-j N] [--block B] [--search M] [--pairs FILE]\n"
+	"[--map FILE] [-o FILE] [FILE...]",
 	"Merge the classes of EMBEDDING streams whose centres (mean of the L2-normalised embeddings)\n"
 	"are at cosine T or closer, and write the records again with compact new labels 0..G-1,\n"
 	"numbered in the order of each group's smallest old label. No FILE, or -, reads stdin\n"
@@ -48,7 +51,7 @@ int main(int argc, char **argv)
 {
 	const char *out = NULL, *pairs = NULL, *map = NULL;
 	double threshold = 0;
-	int have_t = 0, k = 10, mutual = 0, threads = 0, c;
+	int have_t = 0, k = 10, mutual = 0, threads = 0, method = MFR_SEARCH_AUTO, c;
 	uint64_t cap = 16;
 	size_t block = 4096;
 	while ((c = mfr_getopt(&tool, argc, argv)) != -1) {
@@ -62,6 +65,16 @@ int main(int argc, char **argv)
 		case O_MAX: cap = (uint64_t)mfr_parse_int(optarg, 0, INT32_MAX, "group size cap"); break;
 		case 'j': threads = (int)mfr_parse_int(optarg, 0, 256, "thread count"); break;
 		case O_BLOCK: block = (size_t)mfr_parse_int(optarg, 16, 65536, "block size"); break;
+		case O_SEARCH:
+			if (strcmp(optarg, "auto") == 0)
+				method = MFR_SEARCH_AUTO;
+			else if (strcmp(optarg, "int8") == 0)
+				method = MFR_SEARCH_INT8;
+			else if (strcmp(optarg, "fp32") == 0)
+				method = MFR_SEARCH_FP32;
+			else
+				mfr_usage_error("--search wants auto, int8 or fp32, not '%s'", optarg);
+			break;
 		case O_PAIRS: pairs = optarg; break;
 		case O_MAP: map = optarg; break;
 		case 'o': out = optarg; break;
@@ -81,7 +94,7 @@ int main(int argc, char **argv)
 
 	double ts = mfr_now();
 	mfr_topk tk;
-	if (mfr_pair_search(cs.c, cs.n, cs.dim, (float)threshold, k, block, threads, &tk, &e) < 0)
+	if (mfr_pair_search(cs.c, cs.n, cs.dim, (float)threshold, k, block, threads, method, &tk, &e) < 0)
 		mfr_die_error(&e);
 	ts = mfr_now() - ts;
 	mfr_edge *edges;
@@ -152,17 +165,18 @@ int main(int argc, char **argv)
 		mfr_text_commit(fp, pairs, tmp_pairs);
 	if (fm)
 		mfr_text_commit(fm, map, tmp_map);
-	double tiles = 0; /* GEMM work: the tiles on and above the diagonal */
-	size_t bs = block < cs.n ? block : cs.n;
-	for (size_t i0 = 0; bs && i0 < cs.n; i0 += bs)
-		for (size_t j0 = i0; j0 < cs.n; j0 += bs)
-			tiles += (double)(cs.n - i0 < bs ? cs.n - i0 : bs) * (double)(cs.n - j0 < bs ? cs.n - j0 : bs);
+	/* GEMM work: every pair once (the tiles on the diagonal do a little more) */
+	double work = 2.0 * (double)cs.n * (cs.n > 0 ? cs.n - 1 : 0) / 2 * cs.dim;
 	fprintf(stderr,
 		"mfr-merge-inter: %llu records, %llu relabelled; %zu classes in, %zu out; %zu pairs >= %g "
-		"(%zu merged, %zu redundant, %zu capped); search %.2f s (%.1f GFLOP/s, %s); %.2f s\n",
+		"(%zu merged, %zu redundant, %zu capped); search %.2f s (%s, %.1f G%s/s, %s; %llu rescored); "
+		"%.2f s\n",
 		(unsigned long long)records, (unsigned long long)relabelled, cs.n, groups, n_edges, threshold,
 		fate[MFR_EDGE_MERGED], fate[MFR_EDGE_REDUNDANT], fate[MFR_EDGE_CAPPED], ts,
-		ts > 0 ? 2.0 * tiles * cs.dim / ts / 1e9 : 0.0, mfr_gemm_backend(), mfr_now() - t0);
+		tk.method == MFR_SEARCH_INT8 ? "int8" : "fp32", ts > 0 ? work / ts / 1e9 : 0.0,
+		tk.method == MFR_SEARCH_INT8 ? "OP" : "FLOP",
+		tk.method == MFR_SEARCH_INT8 ? mfr_qgemm_backend() : mfr_gemm_backend(),
+		(unsigned long long)tk.rescored, mfr_now() - t0);
 	free(buf);
 	free(edges);
 	free(newlab);

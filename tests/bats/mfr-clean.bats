@@ -109,12 +109,21 @@ recs() { mfr-cat --list "$1" | cut -f 4-; }
 	equals "$(awk -F'\t' 'NR > 1 { n[$2]++ } END { for (g in n) if (n[g] > m) m = n[g]; print m }' mu.tsv)" "2"
 }
 
-@test "mfr-merge-inter: the same output for every thread count and tile size" {
+@test "mfr-merge-inter: the same output for every thread count, tile size and search" {
 	mfr-merge-inter -t 0.6 --max-merge 3 -j 1 --pairs p1 --map m1 -o o1.mfr "$F/chain.mfr"
 	mfr-merge-inter -t 0.6 --max-merge 3 -j 2 --block 16 --pairs p2 --map m2 -o o2.mfr "$F/chain.mfr"
 	cmp p1 p2
 	cmp m1 m2
 	[ "$(recs o1.mfr)" = "$(recs o2.mfr)" ]
+	for m in int8 fp32; do
+		run -0 mfr-merge-inter -t 0.6 --max-merge 3 -j 2 --search $m --pairs p.$m --map m.$m -o o.$m.mfr "$F/chain.mfr"
+		contains "$output" "($m, "
+		cmp p1 p.$m
+		cmp m1 m.$m
+		[ "$(recs o1.mfr)" = "$(recs o.$m.mfr)" ]
+	done
+	run -2 mfr-merge-inter -t 0.6 --search int4 "$F/chain.mfr"
+	contains "$output" "--search wants auto, int8 or fp32, not 'int4'"
 }
 
 @test "mfr-join selects and relabels faces, in either order, from files or stdin" {

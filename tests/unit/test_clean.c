@@ -1,10 +1,13 @@
 /* test_clean.c — common/clean.c on hand cases: centres, threshold and
  * percentile decisions, small-class policies, rounds that converge, the
  * capped union-find, mutual top-k edges, compact labels; and the blocked
- * pair search against a brute-force double loop on random data for several
- * tile sizes and thread counts (identical output required). */
+ * pair search, fp32 and int8, against a brute-force double loop on random
+ * data for several tile sizes and thread counts (identical output required),
+ * and the int8 search on pairs planted at the threshold, rows with large
+ * quantisation error and rows its bound does not cover. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -294,24 +297,157 @@ static void test_search(void)
 		CHECK(total > 300); /* the case exercises the heaps */
 		for (int bi = 0; bi < 4; bi++)
 			for (int th = 1; th <= 2; th++) {
-				mfr_topk got;
-				CHECK(mfr_pair_search(c, n, d, 0.5f, ks[ki], blocks[bi], th, &got, &e) == 0);
-				int same = same_topk(&got, &want);
-				CHECK(same);
-				if (!same)
-					fprintf(stderr, "    k %d block %zu threads %d\n", ks[ki], blocks[bi], th);
-				mfr_topk_free(&got);
+				for (int m = MFR_SEARCH_FP32; m <= MFR_SEARCH_INT8; m++) {
+					mfr_topk got;
+					CHECK(mfr_pair_search(c, n, d, 0.5f, ks[ki], blocks[bi], th, m, &got, &e) == 0);
+					int same = same_topk(&got, &want);
+					CHECK(same);
+					if (!same)
+						fprintf(stderr, "    k %d block %zu threads %d method %d\n", ks[ki],
+							blocks[bi], th, m);
+					mfr_topk_free(&got);
+				}
 			}
 		mfr_topk_free(&want);
 	}
 	/* no pair above a threshold of 1: empty rows */
+	for (int m = MFR_SEARCH_AUTO; m <= MFR_SEARCH_INT8; m++) {
+		mfr_topk got;
+		CHECK(mfr_pair_search(c, n, d, 1.0f, 5, 64, 2, m, &got, &e) == 0);
+		size_t any = 0;
+		for (size_t i = 0; i < n; i++)
+			any += got.n_nb[i];
+		CHECK_EQ_INT(any, 0);
+		mfr_topk_free(&got);
+	}
 	mfr_topk got;
-	CHECK(mfr_pair_search(c, n, d, 1.0f, 5, 64, 2, &got, &e) == 0);
-	size_t any = 0;
-	for (size_t i = 0; i < n; i++)
-		any += got.n_nb[i];
-	CHECK_EQ_INT(any, 0);
-	mfr_topk_free(&got);
+	CHECK(mfr_pair_search(c, n, d, 0.5f, 5, 64, 2, 7, &got, &e) == -1); /* no such method */
+	free(c);
+}
+
+/* b := a unit vector at cosine cos from the unit vector a (a and the
+ * direction dir, or a random one, Gram-Schmidt), so mfr_dot(a, b) lands
+ * within float rounding (~1e-7) of cos. */
+static void plant(const float *a, float *b, uint32_t d, double cos, const double *dir, mfr_rng *r)
+{
+	double v[1024], dot = 0, nn = 0;
+	for (uint32_t q = 0; q < d; q++) {
+		v[q] = dir ? dir[q] : mfr_rng_normal(r);
+		dot += v[q] * a[q];
+	}
+	for (uint32_t q = 0; q < d; q++) {
+		v[q] -= dot * a[q];
+		nn += v[q] * v[q];
+	}
+	double sn = sqrt(1 - cos * cos) / sqrt(nn);
+	for (uint32_t q = 0; q < d; q++)
+		b[q] = (float)(cos * a[q] + sn * v[q]);
+}
+
+/* e := x - x~, x's int8 quantisation error as clean.h defines it. */
+static void quant_err(const float *x, uint32_t d, double *e)
+{
+	float mx = 0;
+	for (uint32_t q = 0; q < d; q++)
+		mx = fabsf(x[q]) > mx ? fabsf(x[q]) : mx;
+	float u = mx / 127;
+	for (uint32_t q = 0; q < d; q++)
+		e[q] = x[q] - nearbyint(x[q] / (double)u) * u;
+}
+
+/* The int8 search where it is hardest: pairs planted at the threshold +-1e-6,
+ * +-3e-7 and on it, a third of them leaning towards the first row's
+ * quantisation error (where the int8 score is furthest from the truth), rows
+ * with one dominant component (quantisation error near its worst: every
+ * other component rounds to a step or two), pairs of those near the
+ * threshold, a zero row, duplicates; then rows the bound does
+ * not cover (NaN, inf, a largest component of 1e-20, a norm of 1e3), which it
+ * must rescore against every row. Against brute force and the fp32 search,
+ * bit for bit, for several tiles and both thread counts. */
+static void test_search_int8(void)
+{
+	size_t n = 420;
+	uint32_t d = 128;
+	float thr = 0.6f;
+	float *c = calloc(n * d, sizeof *c);
+	mfr_rng r = {99};
+	for (size_t i = 0; i < n; i++) {
+		float *x = c + i * d;
+		for (uint32_t q = 0; q < d; q++)
+			x[q] = (float)mfr_rng_normal(&r);
+		if (i % 10 == 1) /* dominant component */
+			x[i % d] = 40.0f;
+		if (i == 7) /* the zero row */
+			memset(x, 0, d * sizeof *x);
+		else
+			mfr_unit(x, d);
+	}
+	/* planted pairs: rows 200.. are placed relative to rows 0.. */
+	double off[7] = {-1e-6, -3e-7, 0, 3e-7, 1e-6, 0.003, -0.003};
+	for (size_t p = 0; p < 140; p++) {
+		size_t a = p < 70 ? p : 10 * ((p - 70) % 20) + 1; /* then the dominant rows 1, 11, .. 191 */
+		if (a == 7)
+			a = 8;
+		/* every third pair: b leans towards a's quantisation error e_a, so
+		 * e_a . b is near |e_a| |b|, the bound's first term at its worst */
+		double err[1024];
+		const float *x = c + a * d;
+		quant_err(x, d, err);
+		plant(x, c + (200 + p) * d, d, thr + off[p % 7], p % 3 == 0 ? err : NULL, &r);
+	}
+	/* the same leaning with the planted row first (rows 352.. towards the
+	 * errors of rows 404..), where the bound's second term is at its worst */
+	for (size_t p = 0; p < 16; p++) {
+		double err[1024];
+		const float *x = c + (404 + p) * d;
+		quant_err(x, d, err);
+		plant(x, c + (352 + p) * d, d, thr + off[p % 7], err, &r);
+	}
+	memcpy(c + 350 * d, c + 3 * d, d * sizeof *c); /* duplicates: sim 1 */
+	memcpy(c + 351 * d, c + 3 * d, d * sizeof *c);
+	mfr_error e;
+	size_t blocks[3] = {16, 37, 4096};
+	for (int wild = 0; wild <= 1; wild++) {
+		if (wild) {
+			c[400 * d + 5] = NAN;
+			c[401 * d + 9] = INFINITY;
+			for (uint32_t q = 0; q < d; q++) {
+				c[402 * d + q] *= 1e-20f;
+				c[403 * d + q] = c[200 * d + q] * 1e3f;
+			}
+		}
+		mfr_topk want;
+		brute(c, n, d, thr, 5, &want);
+		if (!wild) { /* the case is what it says */
+			size_t near_above = 0, near_below = 0;
+			for (size_t i = 0; i < n; i++)
+				for (size_t j = i + 1; j < n; j++) {
+					float s = mfr_dot(c + i * d, c + j * d, d);
+					near_above += s >= thr && s < thr + 2e-6f;
+					near_below += s < thr && s > thr - 2e-6f;
+				}
+			CHECK(near_above >= 20 && near_below >= 20);
+			if (near_above < 20 || near_below < 20)
+				fprintf(stderr, "    near the threshold: %zu above, %zu below\n", near_above, near_below);
+		}
+		for (int bi = 0; bi < 3; bi++)
+			for (int th = 1; th <= 2; th++)
+				for (int m = wild ? MFR_SEARCH_INT8 : MFR_SEARCH_FP32; m <= MFR_SEARCH_INT8; m++) {
+					mfr_topk got;
+					CHECK(mfr_pair_search(c, n, d, thr, 5, blocks[bi], th, m, &got, &e) == 0);
+					int same = same_topk(&got, &want);
+					CHECK(same);
+					if (!same)
+						fprintf(stderr, "    wild %d block %zu threads %d method %d\n", wild,
+							blocks[bi], th, m);
+					CHECK_EQ_INT(got.method, m);
+					/* the bound rules out most pairs: all but the wild rows' */
+					if (m == MFR_SEARCH_INT8)
+						CHECK(got.rescored < (wild ? 4 * n + n * n / 20 : n * n / 20));
+					mfr_topk_free(&got);
+				}
+		mfr_topk_free(&want);
+	}
 	free(c);
 }
 
@@ -323,5 +459,6 @@ int main(void)
 	test_union_find();
 	test_mutual();
 	test_search();
+	test_search_int8();
 	return check_done();
 }
