@@ -24,6 +24,8 @@ SEED ?= 1
 ROUNDS ?= 3
 MASK_RATIO ?= 0.15
 EPOCHS ?= 12
+# how alike identities are (mfr-synth): the small network separates 0.3 well
+DIFFICULTY ?= 0.3
 
 all: $(D)/train.mfr $(D)/val.mfr
 	@echo "== data: $$($(BIN)/mfr-cat --stats $(D)/train.mfr | grep -E '^(records|identities)' | tr '\n' ' ')" \
@@ -33,18 +35,18 @@ all: $(D)/train.mfr $(D)/val.mfr
 	  VAL=$(D)/val.mfr TRUTH=$(D)/noise.tsv M=$(DEMO_IMAGES) ROUNDS=$(ROUNDS) SEED=$(SEED) \
 	  ARCH=tests/arch/small.arch EPOCHS=$(EPOCHS) BATCH=32 LR=0.4 \
 	  TRAIN_OPTS="--warmup 1 --decay-epochs $$(($(EPOCHS) * 2 / 3)),$$(($(EPOCHS) * 5 / 6)) --dropout 0 --wd 5e-4" \
-	  THRE_INTRA=0.4 THRE_INTER=0.6 MASK_RATIO=$(MASK_RATIO)
+	  THRE_INTRA=0.4 THRE_INTER=0.9 MERGE_OPTS="--mutual -k 1 --max-merge 2" MASK_RATIO=$(MASK_RATIO)
 	@echo "== the last round: cleaning precision $$(tail -n 1 $(D)/loop/table.tsv | cut -f 6)" \
 	  "recall $$(tail -n 1 $(D)/loop/table.tsv | cut -f 7) (removed records vs injected flips and outliers)"
 
 $(D)/train.mfr:
 	@mkdir -p $(D)
-	$(BIN)/mfr-synth -n $(DEMO_IDS) -m $(DEMO_IMAGES) -s $(SEED) --flip-ratio 0.06 --outlier-ratio 0.04 \
-	  --split-ratio 0.1 --truth $(D)/noise.tsv -j 2 -o $@ --index
+	$(BIN)/mfr-synth -n $(DEMO_IDS) -m $(DEMO_IMAGES) -s $(SEED) --difficulty $(DIFFICULTY) --flip-ratio 0.06 \
+	  --outlier-ratio 0.04 --split-ratio 0.1 --truth $(D)/noise.tsv -j 2 -o $@ --index
 
 # held-out identities: another population (another seed), no noise
 $(D)/val.mfr:
 	@mkdir -p $(D)
-	$(BIN)/mfr-synth -n $(VAL_IDS) -m $(VAL_IMAGES) -s $$(($(SEED) + 1000)) -j 2 -o $@
+	$(BIN)/mfr-synth -n $(VAL_IDS) -m $(VAL_IMAGES) -s $$(($(SEED) + 1000)) --difficulty $(DIFFICULTY) -j 2 -o $@
 
 .PHONY: all
