@@ -68,8 +68,8 @@ int main(void)
 	CHECK(mfr_model_find(&l, "fc.weight") && mfr_model_find(&l, "fc.weight")->dtype == MFR_TDTYPE_F16);
 	CHECK(mfr_model_find(&l, "nope") == NULL);
 	/* save -> load -> encode is byte-identical */
-	uint8_t *b1, *b2;
-	size_t n1, n2;
+	uint8_t *b1 = NULL, *b2 = NULL;
+	size_t n1 = 0, n2 = 1;
 	CHECK(mfr_model_encode(&m, &b1, &n1, &e) == 0 && mfr_model_encode(&l, &b2, &n2, &e) == 0);
 	CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
 	CHECK(n1 % 64 == 0);
