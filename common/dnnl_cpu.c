@@ -574,6 +574,18 @@ static void act_md(dnnl_memory_desc_t *md, int n, int c, int h, int w, int blk)
 		blk == 16 ? dnnl_nChw16c : blk == 8 ? dnnl_nChw8c : dnnl_nchw);
 }
 
+/* WINOGRAD. A 3x3 stride-1 convolution of channel counts that are multiples
+ * of 16 runs on Winograd's algorithm where oneDNN has a kernel for it (its
+ * AVX-512 f32 kernels, F(2x2,3x3) and F(4x4,3x3); elsewhere it answers
+ * "unimplemented" and the direct kernel runs). Fewer multiplications for the
+ * same result up to float rounding of the same order as the direct
+ * kernel's: against the float64-accumulating reference, iresnet18's
+ * embedding at batch 1 is off by 1.7e-5 (direct: 1.0e-5) with |y| up to
+ * 11.5, iresnet50's by 0.15 (direct: 0.12) with |y| up to 6.1e4. Measured
+ * on iresnet50 (2-core AVX-512 Xeon, process CPU time per forward, the
+ * blocked inference path): batch 1 on one thread 77.5 ms against 94.4
+ * direct, batch 32 on two 2.3 s against 3.0-3.5 s. */
+
 /* Fills the free slot p with a forward convolution reading src and writing
  * dst in the caller's layouts k->src_block and k->dst_block, so that a
  * network kept in oneDNN's layout pays no reorders. Should no optimised
@@ -601,19 +613,28 @@ static int conv_layout_plan(plan *p, const key *k, const mfr_conv_shape *s, mfr_
 		MFR_DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
 		MFR_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
 	}
+	/* Tried in order until one gives an optimised kernel: Winograd (see
+	 * WINOGRAD), direct in the caller's layouts, direct in oneDNN's own. */
+	int wino = s->kh == 3 && s->kw == 3 && s->sh == 1 && s->sw == 1 && s->groups == 1 && s->ci % 16 == 0 &&
+		s->co % 16 == 0;
 	int own = 0; /* 1: the primitive's own activation layouts (the fallback) */
-	for (;;) {
-		MFR_DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training,
-			dnnl_convolution_direct, own || !k->src_block ? &asrc : &src, &awei,
-			k->bias ? &abia : NULL, own ? &adst : &dst, strides, pad, pad));
-		MFR_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, own ? NULL : attr, engine, NULL));
+	for (int try = !wino; try < 3; try++) {
+		own = try == 2;
+		MFR_DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd,
+			try == 0 ? dnnl_forward_inference : dnnl_forward_training,
+			try == 0 ? dnnl_convolution_winograd : dnnl_convolution_direct,
+			own || !k->src_block ? &asrc : &src, &awei, k->bias ? &abia : NULL, own ? &adst : &dst,
+			strides, pad, pad));
+		dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, own ? NULL : attr, engine, NULL);
+		if (st == dnnl_unimplemented && try < 2)
+			continue;
+		MFR_DNNL_CHECK(st);
 		const char *impl = "";
 		MFR_DNNL_CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
 		if (own || strncmp(impl, "ref", 3) != 0)
 			break;
 		dnnl_primitive_desc_destroy(pd);
 		pd = NULL;
-		own = 1;
 	}
 	MFR_DNNL_CHECK(dnnl_primitive_create(&p->prim, pd));
 	if (add_port(p, pd, DNNL_ARG_SRC, P_IN, &src, e) || add_port(p, pd, DNNL_ARG_WEIGHTS, P_IN, &wei, e) ||

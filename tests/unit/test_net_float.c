@@ -293,6 +293,13 @@ static void test_fast_inference(void)
 	fast_vs_reference(IRES_BLOCKS, 3, 1e-4, "iresnet blocks, 20/24 channels");
 	fast_vs_reference(IRES_BLOCKS "output l2\n", 2, 1e-4, "iresnet blocks, a block output");
 	fast_vs_reference(MIXED, 2, 1e-4, "layers on NCHW between blocked ones");
+	/* 3x3 stride-1 convs of 32 and 64 channels: Winograd's algorithm on
+	 * AVX-512 (dnnl_cpu.c WINOGRAD); an add that cannot be fused (its conv
+	 * reads the other operand) */
+	fast_vs_reference("mfr-arch 1\ninput x 3 14 14\nconv c0 x out=32 k=3 p=1\nbn b0 c0\nprelu p0 b0\n"
+			  "conv c1 p0 out=32 k=3 p=1\nbn b1 c1\nadd r p0 b1\nconv c2 r out=64 k=3 p=1\nbn b2 c2\n"
+			  "prelu p2 b2\noutput p2\n",
+			  2, 1e-4, "32 and 64 channels");
 	fast_vs_reference(TINY, 3, 1e-4, "tiny (every op)");
 }
 
