@@ -66,7 +66,9 @@ int mfr_cpu_block(void);
  * version), but in is in layout in_block and out in out_block, each 0
  * (NCHW) or mfr_cpu_block()'s B (see there). With accumulate != 0,
  * out += (accumulated) the convolution plus bias: out holds a tensor of
- * out's shape and layout on entry; otherwise out is written (=). Returns 0,
+ * out's shape and layout on entry; otherwise out is written (=). A 3x3
+ * stride-1 convolution may run on Winograd's algorithm (dnnl_cpu.c
+ * WINOGRAD): float rounding of the same order as the direct one's. Returns 0,
  * or -1 with e filled (oneDNN failed; without oneDNN, any block or
  * accumulate, which it cannot do). */
 int mfr_conv2d_forward_cpu_layout(float *out, int out_block, const float *in, int in_block, const float *w,

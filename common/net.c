@@ -135,8 +135,11 @@ static void plan_layouts(MFR_NET_T *n, const int *root)
 
 /* Inference keeps only live activations: each layer's output takes a free
  * slot (best fit) and its inputs' slots are released after their last
- * consumer. Outputs are never released. A folded bn shares its conv's slot.
- * Returns the block size. */
+ * consumer. Outputs are never released. A folded bn shares its conv's slot,
+ * an in-place prelu or relu its input's, a fused conv and its add the slot of
+ * the add's other operand: one slot group, named by its first layer (root).
+ * Slots hold padded_numel values per image; on oneDNN the layouts are planned
+ * here too (plan_layouts). Returns the block size. */
 static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 {
 	const mfr_arch *a = n->a;
