@@ -19,6 +19,8 @@
  * caller's NCHW on every call; the rest (1x1, small batches of 512-channel
  * weights, linear) run on the caller's layouts directly: the choice that
  * measured fastest on iresnet50 at batch 1 and 64 (figures in dnnl_cpu.c).
+ * A caller that keeps activations in the blocked layout itself spares those
+ * reorders: mfr_cpu_block, mfr_conv2d_forward_cpu_layout, mfr_cpu_reorder.
  * Primitives are created once per (shape, direction, thread count) and
  * cached (128 entries, least recently used evicted).
  *
@@ -48,6 +50,36 @@ int mfr_conv2d_forward_cpu(float *out, const float *in, const float *w, const fl
  * copy of every such weight tensor, until mfr_cpu_release. */
 int mfr_conv2d_forward_cpu_const(float *out, const float *in, const float *w, const float *b,
 	const mfr_conv_shape *s, uint64_t version, mfr_error *e);
+
+/* The channel block of the activation layout oneDNN's convolutions run
+ * fastest in on this CPU: 16 (AVX-512), 8 (AVX2), or 0 when that is plain
+ * NCHW (or without oneDNN). In the layout of block B a tensor (N,C,H,W) is
+ * stored as (N, ceil(C/B), H, W, B) — oneDNN's nChw16c / nChw8c: element
+ * (n,c,y,x) at ((n*ceil(C/B) + c/B)*H*W + y*W + x)*B + c%B — and the
+ * channels from C up to ceil(C/B)*B are padding that must hold zeros (the
+ * functions below write them as zeros and assume zeros there). Asked of
+ * oneDNN once, then cached. */
+int mfr_cpu_block(void);
+
+/* conv2d forward for inference in chosen activation layouts: as
+ * mfr_conv2d_forward_cpu_const (constant weights w, reordered copy kept per
+ * version), but in is in layout in_block and out in out_block, each 0
+ * (NCHW) or mfr_cpu_block()'s B (see there). With accumulate != 0,
+ * out += (accumulated) the convolution plus bias: out holds a tensor of
+ * out's shape and layout on entry; otherwise out is written (=). A 3x3
+ * stride-1 convolution may run on Winograd's algorithm (dnnl_cpu.c
+ * WINOGRAD): float rounding of the same order as the direct one's. Returns 0,
+ * or -1 with e filled (oneDNN failed; without oneDNN, any block or
+ * accumulate, which it cannot do). */
+int mfr_conv2d_forward_cpu_layout(float *out, int out_block, const float *in, int in_block, const float *w,
+	const float *b, const mfr_conv_shape *s, int accumulate, uint64_t version, mfr_error *e);
+
+/* Converts activations (n,c,h,w) between layouts: out in layout out_block =
+ * in in layout in_block (0 or mfr_cpu_block()'s B each; blocked padding
+ * written as zeros). out and in must not overlap. Returns 0, or -1 with e
+ * filled (oneDNN failed; without oneDNN, a block other than 0). */
+int mfr_cpu_reorder(float *out, int out_block, const float *in, int in_block, int n, int c, int h, int w,
+	mfr_error *e);
 
 /* conv2d backward, given dout (N,Co,Ho,Wo) and the forward's in and w:
  *   din (N,Ci,H,W)           += dL/din

@@ -46,6 +46,16 @@ struct MFR_NET_T {
 	/* inference: a prelu or relu whose input feeds nothing else works in
 	 * place, in its input's slot */
 	uint8_t *inplace;
+	/* inference on oneDNN (blk > 0, see find_fusions and plan_layouts):
+	 * fuse[conv] = the add whose other operand's slot the conv accumulates
+	 * into (its sum post-op), fuse[add] = that conv, so the add itself does
+	 * nothing; -1 elsewhere. lay[i]: layer i's output layout on the fast
+	 * path, 0 (NCHW) or blk (mfr_cpu_block's nChw<blk>c). */
+	int blk;
+	int *fuse;
+	uint8_t *lay;
+	mfr_real *stage;          /* layout conversions, and a fused conv's result on the reference */
+	mfr_real *coef;           /* per-channel factors of a blocked layer, 2 x padded channels */
 };
 
 static size_t shape_numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s->h * (size_t)s->w; }
@@ -78,10 +88,58 @@ static size_t work_len(const mfr_layer *L, int N)
 	return 0;
 }
 
+/* Values per image of a layer of shape sh as stored: channels padded to a
+ * multiple of blk when the net may keep activations blocked. */
+static size_t padded_numel(const MFR_NET_T *n, const mfr_shape *sh)
+{
+	size_t c = (size_t)sh->c;
+	if (n->blk > 0)
+		c = (c + (size_t)n->blk - 1) / (size_t)n->blk * (size_t)n->blk;
+	return c * (size_t)sh->h * (size_t)sh->w;
+}
+
+/* The operand of fused add A whose slot its conv accumulates into. */
+static int fused_operand(const MFR_NET_T *n, int A)
+{
+	const mfr_layer *L = &n->a->layers[A];
+	int c = n->fuse[A], q = n->fold_bn[c] >= 0 ? n->fold_bn[c] : c;
+	return L->in[0] == q ? L->in[1] : L->in[0];
+}
+
+/* Output layouts of the fast path (see lay), by slot group (root): a conv
+ * writes blocked; bn, prelu, relu and add stay blocked when all their
+ * inputs are; every other layer works on NCHW, as do the network's input and
+ * outputs (the caller reads those). */
+static void plan_layouts(MFR_NET_T *n, const int *root)
+{
+	const mfr_arch *a = n->a;
+	int nl = a->n_layers;
+	for (int i = 0; i < nl; i++)
+		n->lay[i] = 1; /* 1: may be blocked, until a rule below says not */
+	n->lay[0] = 0;
+	for (int k = 0; k < a->n_outputs; k++)
+		n->lay[root[a->outputs[k]]] = 0;
+	for (int i = 0; i < nl; i++) {
+		const mfr_layer *L = &a->layers[i];
+		if (root[i] != i) {
+			n->lay[i] = n->lay[root[i]];
+			continue;
+		}
+		int ok = n->lay[i] && (L->op == MFR_OP_CONV || L->op == MFR_OP_BN || L->op == MFR_OP_PRELU ||
+				       L->op == MFR_OP_RELU || L->op == MFR_OP_ADD);
+		for (int k = 0; ok && L->op != MFR_OP_CONV && k < L->n_in; k++)
+			ok = n->lay[L->in[k]] != 0;
+		n->lay[i] = ok ? (uint8_t)n->blk : 0;
+	}
+}
+
 /* Inference keeps only live activations: each layer's output takes a free
  * slot (best fit) and its inputs' slots are released after their last
- * consumer. Outputs are never released. A folded bn shares its conv's slot.
- * Returns the block size. */
+ * consumer. Outputs are never released. A folded bn shares its conv's slot,
+ * an in-place prelu or relu its input's, a fused conv and its add the slot of
+ * the add's other operand: one slot group, named by its first layer (root).
+ * Slots hold padded_numel values per image; on oneDNN the layouts are planned
+ * here too (plan_layouts). Returns the block size. */
 static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 {
 	const mfr_arch *a = n->a;
@@ -98,11 +156,14 @@ static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 	for (int i = 0; i < nl; i++)
 		root[i] = i;
 	for (int i = 0; i < nl; i++) { /* layer order: a chain conv -> bn -> prelu resolves to the conv */
-		if (n->fold_bn[i] >= 0)
-			root[n->fold_bn[i]] = i;
-		if (n->inplace[i])
-			root[i] = root[a->layers[i].in[0]];
+		const mfr_layer *L = &a->layers[i];
+		if ((L->op == MFR_OP_BN && n->fold_bn[L->in[0]] == i) || n->inplace[i])
+			root[i] = root[L->in[0]];
+		if (n->fuse[i] >= 0) /* a fused conv or add: the slot of the add's other operand */
+			root[i] = root[fused_operand(n, L->op == MFR_OP_ADD ? i : n->fuse[i])];
 	}
+	if (n->blk > 0)
+		plan_layouts(n, root);
 	for (int i = 0; i < nl; i++)
 		last[i] = i;
 	for (int i = 0; i < nl; i++) {
@@ -114,11 +175,18 @@ static size_t plan_inference(MFR_NET_T *n, size_t *aoff)
 	for (int k = 0; k < a->n_outputs; k++)
 		last[root[a->outputs[k]]] = nl; /* never released */
 	for (int i = 0; i < nl; i++) {
-		if (root[i] != i) { /* a folded bn: its conv's slot */
+		if (root[i] != i) { /* folded, in place or fused: its root's slot */
 			slot_of[i] = slot_of[root[i]];
+			for (int k = 0; k < a->layers[i].n_in; k++) {
+				int r = root[a->layers[i].in[k]];
+				if (last[r] == i && r != root[i])
+					busy[slot_of[r]] = 0;
+			}
+			if (last[root[i]] == i)
+				busy[slot_of[root[i]]] = 0;
 			continue;
 		}
-		size_t need = n->anum[i] * (size_t)n->max_batch;
+		size_t need = padded_numel(n, &a->layers[i].shape) * (size_t)n->max_batch;
 		int best = -1;
 		for (int s = 0; s < nslots; s++)
 			if (!busy[s] && cap[s] >= need && (best < 0 || cap[s] < cap[best]))
@@ -200,6 +268,58 @@ static void find_folds(MFR_NET_T *n)
 	}
 }
 
+/* Users of layer i's output, counting the network's outputs. */
+static int users_of(const mfr_arch *a, int i)
+{
+	int users = 0;
+	for (int j = 0; j < a->n_layers; j++)
+		for (int k = 0; k < a->layers[j].n_in; k++)
+			users += a->layers[j].in[k] == i;
+	for (int k = 0; k < a->n_outputs; k++)
+		users += a->outputs[k] == i;
+	return users;
+}
+
+/* Marks the adds of two operands that an inference net on oneDNN computes
+ * as a sum post-op (see fuse): operand q comes from a conv (its bn folded or
+ * none) and feeds only the add; operand p is ready before that conv runs and
+ * has no other reader from then on, so the conv may accumulate into p's
+ * slot. iresnet's residual add: conv2 (+bn3) into the block input, or the
+ * downsample conv (+bn) into conv2's result. */
+static void find_fusions(MFR_NET_T *n)
+{
+	const mfr_arch *a = n->a;
+	int nl = a->n_layers;
+	for (int i = 0; i < nl; i++)
+		n->fuse[i] = -1;
+	if (n->training || n->blk <= 0)
+		return;
+	for (int A = 0; A < nl; A++) {
+		const mfr_layer *L = &a->layers[A];
+		if (L->op != MFR_OP_ADD || L->n_in != 2)
+			continue;
+		for (int t = 0; t < 2; t++) {
+			int q = L->in[t], p = L->in[1 - t], c = q;
+			if (a->layers[q].op == MFR_OP_BN && n->fold_bn[a->layers[q].in[0]] == q)
+				c = a->layers[q].in[0];
+			if (a->layers[c].op != MFR_OP_CONV || (c == q && n->fold_bn[c] >= 0) || n->fuse[c] >= 0 ||
+			    users_of(a, q) != 1 || p == q || p == 0 || p > c)
+				continue;
+			int late = 0; /* another reader of p at or after the conv, or p an output */
+			for (int j = c; j < nl; j++)
+				for (int k = 0; k < a->layers[j].n_in; k++)
+					late |= j != A && a->layers[j].in[k] == p;
+			for (int k = 0; k < a->n_outputs; k++)
+				late |= a->outputs[k] == p;
+			if (late)
+				continue;
+			n->fuse[c] = A;
+			n->fuse[A] = c;
+			break;
+		}
+	}
+}
+
 static void *zalloc(size_t count, size_t size, mfr_error *e)
 {
 	void *p = calloc(count ? count : 1, size);
@@ -267,9 +387,15 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 	    !(n->aoff = zalloc((size_t)nl, sizeof *n->aoff, e)) || !(n->anum = zalloc((size_t)nl, sizeof *n->anum, e)) ||
 	    !(n->soff = zalloc((size_t)nl, sizeof *n->soff, e)) || !(n->moff = zalloc((size_t)nl, sizeof *n->moff, e)) ||
 	    !(n->fold_bn = zalloc((size_t)nl, sizeof *n->fold_bn, e)) || !(n->foff = zalloc((size_t)nl, sizeof *n->foff, e)) ||
-	    !(n->inplace = zalloc((size_t)nl, 1, e)))
+	    !(n->inplace = zalloc((size_t)nl, 1, e)) || !(n->fuse = zalloc((size_t)nl, sizeof *n->fuse, e)) ||
+	    !(n->lay = zalloc((size_t)nl, 1, e)))
 		goto fail;
 	find_folds(n);
+#ifndef MFR_REAL_DOUBLE
+	if (!training)
+		n->blk = mfr_cpu_block();
+#endif
+	find_fusions(n);
 	size_t ftotal = 0;
 	for (int i = 0; i < nl; i++)
 		if (n->fold_bn[i] >= 0) {
@@ -295,6 +421,22 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 		mfr_fail(e, "out of memory planning activations");
 		goto fail;
 	}
+	size_t stage = 0, cmax = 0;
+	for (int i = 0; i < nl; i++) { /* (lay and fuse are all 0 and -1 in a training net) */
+		const mfr_layer *L = &a->layers[i];
+		size_t need = 0; /* blocked inputs of a layer that works on NCHW, a fused conv's result */
+		for (int k = 0; L->op != MFR_OP_CONV && !n->lay[i] && k < L->n_in; k++)
+			if (n->lay[L->in[k]])
+				need += n->anum[L->in[k]] * (size_t)max_batch;
+		if (L->op == MFR_OP_CONV && n->fuse[i] >= 0)
+			need = n->anum[i] * (size_t)max_batch;
+		stage = need > stage ? need : stage;
+		size_t c = padded_numel(n, &(mfr_shape){.c = L->shape.c, .h = 1, .w = 1});
+		cmax = c > cmax ? c : cmax;
+	}
+	if ((stage && !(n->stage = zalloc(stage, sizeof(mfr_real), e))) ||
+	    (cmax && !(n->coef = zalloc(2 * cmax, sizeof(mfr_real), e))))
+		goto fail;
 	if (!(n->act = zalloc(atotal, sizeof(mfr_real), e)) || !(n->save = zalloc(stotal, sizeof(mfr_real), e)) ||
 	    !(n->inbuf = zalloc((size_t)maxin, sizeof *n->inbuf, e)) ||
 	    !(n->dinbuf = zalloc((size_t)maxin, sizeof *n->dinbuf, e)) || !(n->cbuf = zalloc((size_t)maxin, sizeof *n->cbuf, e)))
@@ -329,6 +471,10 @@ void MFR_NET(free)(MFR_NET_T *n)
 	free(n->cbuf);
 	free(n->fold_bn);
 	free(n->inplace);
+	free(n->fuse);
+	free(n->lay);
+	free(n->stage);
+	free(n->coef);
 	free(n->fold);
 	free(n->foff);
 	free(n);
@@ -425,6 +571,28 @@ static int conv_fwd(MFR_NET_T *n, mfr_real *out, const mfr_real *in, const mfr_r
 	return 0;
 }
 
+/* The fast path's convolution (fast in forward): in and out in layouts
+ * in_lay and out_lay, out += the result when accumulate (a fused add). */
+static int conv_fwd_layout(MFR_NET_T *n, mfr_real *out, int out_lay, const mfr_real *in, int in_lay,
+			   const mfr_real *w, const mfr_real *b, const mfr_conv_shape *s, int accumulate, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	return mfr_conv2d_forward_cpu_layout(out, out_lay, in, in_lay, w, b, s, accumulate, n->wgen, e);
+#else
+	return mfr_fail(e, "blocked layouts in the double build"); /* blk is 0 there: never called */
+#endif
+}
+
+/* An activation of shape sh in layout lay, reordered to NCHW into out. */
+static int to_plain(mfr_real *out, const mfr_real *in, int lay, int N, const mfr_shape *sh, mfr_error *e)
+{
+#ifndef MFR_REAL_DOUBLE
+	return mfr_cpu_reorder(out, 0, in, lay, N, sh->c, sh->h, sh->w, e);
+#else
+	return mfr_fail(e, "blocked layouts in the double build"); /* blk is 0 there: never called */
+#endif
+}
+
 static int conv_bwd(MFR_NET_T *n, mfr_real *din, mfr_real *dw, mfr_real *db, const mfr_real *dout,
 		    const mfr_real *in, const mfr_real *w, const mfr_conv_shape *s, mfr_error *e)
 {
@@ -503,33 +671,91 @@ static void bn_infer_inplace(MFR_NET_T *n, const mfr_layer *B, mfr_real *x, int 
 	}
 }
 
-/* Inference batch norm as y = x*a + b per channel in float (the reference
- * carries each element through double): vectorises, half the work. */
-static void bn_infer_fast(mfr_real *out, const mfr_real *in, const mfr_real *gamma, const mfr_real *beta,
-			  const mfr_real *rm, const mfr_real *rv, double eps, int N, int C, int HW)
+/* The per-channel kernels of inference, on 16-byte vectors (GCC's and
+ * clang's vector extensions, SSE2 on x86-64: no compiler here vectorises
+ * the plain loops at -O2, and the branch of a scalar PReLU mispredicts on
+ * every other element). The PReLU select keeps the reference's arithmetic
+ * exactly: x where x > 0, else slope * x (NaN and -0 included). */
+#define VL ((int)(16 / sizeof(mfr_real)))
+typedef mfr_real vreal __attribute__((vector_size(16)));
+#ifdef MFR_REAL_DOUBLE
+typedef int64_t vmask __attribute__((vector_size(16)));
+#else
+typedef int32_t vmask __attribute__((vector_size(16)));
+#endif
+
+static vreal vload(const mfr_real *p)
 {
-	for (int c = 0; c < C; c++) {
-		double g = gamma[c] / sqrt((double)rv[c] + eps);
-		mfr_real a = (mfr_real)g, b = (mfr_real)(beta[c] - rm[c] * g);
-		for (int k = 0; k < N; k++) {
-			const mfr_real *x = in + ((size_t)k * C + c) * HW;
-			mfr_real *y = out + ((size_t)k * C + c) * HW;
-			for (int i = 0; i < HW; i++)
-				y[i] = x[i] * a + b;
-		}
-	}
+	vreal v;
+	memcpy(&v, p, sizeof v);
+	return v;
 }
 
-/* In-place PReLU (the plan gave it its input's slot): the reference's
- * arithmetic, one pass over memory instead of two. */
-static void prelu_inplace(mfr_real *x, const mfr_real *slope, int N, int C, int HW)
+static void vstore(mfr_real *p, vreal v) { memcpy(p, &v, sizeof v); }
+
+/* y = x*a + b (b != NULL), or PReLU with slopes a, for VL values */
+static vreal vkernel(vreal x, vreal a, const vreal *b)
 {
+	if (b)
+		return x * a + *b;
+	vmask m = x > 0;
+	return (vreal)(((vmask)x & m) | ((vmask)(a * x) & ~m));
+}
+
+/* y = x*a + b per channel (b != NULL), or PReLU with slopes a (b == NULL),
+ * on (N,C,HW) in layout blk (0: NCHW; else nChw<blk>c with C padded, and
+ * zero factors for the padding, which stays zero). y may be x. */
+static void per_channel(mfr_real *y, const mfr_real *x, const mfr_real *a, const mfr_real *b, int N, int C,
+			size_t HW, int blk)
+{
+	int B = blk > 0 ? blk : 1, Cb = (C + B - 1) / B;
 	for (int k = 0; k < N; k++)
-		for (int c = 0; c < C; c++) {
-			mfr_real *y = x + ((size_t)k * C + c) * HW, a = slope[c];
-			for (int i = 0; i < HW; i++)
-				y[i] = y[i] > 0 ? y[i] : a * y[i];
+		for (int cb = 0; cb < Cb; cb++) {
+			size_t o = ((size_t)k * Cb + cb) * HW * B, i = 0;
+			const mfr_real *ac = a + (size_t)cb * B, *bc = b ? b + (size_t)cb * B : NULL;
+			if (B % VL == 0) { /* blocked: the factors of lanes l..l+VL-1 */
+				for (; i < HW; i++)
+					for (int l = 0; l < B; l += VL) {
+						vreal bv = bc ? vload(bc + l) : (vreal){0};
+						vstore(y + o + i * B + l, vkernel(vload(x + o + i * B + l), vload(ac + l),
+										  bc ? &bv : NULL));
+					}
+				continue;
+			}
+			vreal av = (vreal){0} + ac[0], bv = (vreal){0} + (bc ? bc[0] : 0); /* NCHW: one channel */
+			for (; i + VL <= HW; i += VL)
+				vstore(y + o + i, vkernel(vload(x + o + i), av, bc ? &bv : NULL));
+			for (; i < HW; i++)
+				y[o + i] = bc ? x[o + i] * ac[0] + bc[0] : x[o + i] > 0 ? x[o + i] : ac[0] * x[o + i];
 		}
+}
+
+/* Inference batch norm as y = x*a + b per channel in float (the reference
+ * carries each element through double): vectorises, half the work. Layout
+ * blk as per_channel; the factors go to n->coef. */
+static void bn_infer_fast(MFR_NET_T *n, const mfr_layer *L, mfr_real *out, const mfr_real *in, int N, int blk)
+{
+	int C = L->in_shape.c, B = blk > 0 ? blk : 1, Cp = (C + B - 1) / B * B;
+	const mfr_real *gamma = P(n, L, 0), *beta = P(n, L, 1), *rm = P(n, L, 2), *rv = P(n, L, 3);
+	mfr_real *a = n->coef, *b = n->coef + Cp;
+	for (int c = 0; c < Cp; c++) {
+		double g = c < C ? gamma[c] / sqrt((double)rv[c] + L->eps) : 0;
+		a[c] = (mfr_real)g;
+		b[c] = c < C ? (mfr_real)(beta[c] - rm[c] * g) : 0;
+	}
+	per_channel(out, in, a, b, N, C, (size_t)L->in_shape.h * L->in_shape.w, blk);
+}
+
+/* Inference PReLU, in place when out == in (the plan gave it its input's
+ * slot): the reference's arithmetic, one pass over memory instead of two.
+ * Layout blk as per_channel. */
+static void prelu_infer(MFR_NET_T *n, const mfr_layer *L, mfr_real *out, const mfr_real *in, int N, int blk)
+{
+	int C = L->in_shape.c, B = blk > 0 ? blk : 1, Cp = (C + B - 1) / B * B;
+	const mfr_real *slope = P(n, L, 0);
+	for (int c = 0; c < Cp; c++)
+		n->coef[c] = c < C ? slope[c] : 0;
+	per_channel(out, in, n->coef, NULL, N, C, (size_t)L->in_shape.h * L->in_shape.w, blk);
 }
 
 /* ---- forward ---- */
@@ -564,36 +790,53 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 	if (training && !n->training)
 		return mfr_fail(e, "training forward on a network built for inference");
 	int N = batch;
+	/* the fast path: activations in the layouts plan_layouts chose */
+	int fast = n->blk > 0 && !n->reference && !training;
 	for (int i = 0; i < a->n_layers; i++) {
 		const mfr_layer *L = &a->layers[i];
 		mfr_real *out = ACT(n, i), *sv = n->save + n->soff[i];
-		const mfr_real *in = L->n_in ? ACT(n, L->in[0]) : NULL;
 		const mfr_shape *is = &L->in_shape;
-		int C = is->c, HW = is->h * is->w;
-		size_t cnt = n->anum[i] * (size_t)N;
+		int C = is->c, HW = is->h * is->w, lay = fast ? n->lay[i] : 0;
+		size_t cnt = (lay ? padded_numel(n, &L->shape) : n->anum[i]) * (size_t)N, staged = 0;
+		for (int k = 0; k < L->n_in; k++) { /* a blocked input of a layer on NCHW: a plain copy */
+			int j = L->in[k];
+			n->inbuf[k] = ACT(n, j);
+			if (!fast || L->op == MFR_OP_CONV || n->lay[j] == lay)
+				continue;
+			const mfr_shape *js = &a->layers[j].shape;
+			if (to_plain(n->stage + staged, ACT(n, j), n->lay[j], N, js, e) < 0)
+				return -1;
+			n->inbuf[k] = n->stage + staged;
+			staged += n->anum[j] * (size_t)N;
+		}
+		const mfr_real *in = L->n_in ? n->inbuf[0] : NULL;
 		switch (L->op) {
 		case MFR_OP_INPUT: memcpy(out, x, cnt * sizeof *out); break;
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
 			if (conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
-			if (!training && n->fold_bn[i] >= 0) {
-				if (n->reference) {
-					if (conv_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s, e) < 0)
-						return -1;
-					bn_infer_inplace(n, &a->layers[n->fold_bn[i]], out, N);
-				} else {
-					if (n->fold_dirty)
-						refold(n);
-					const mfr_real *fw = n->fold + n->foff[i];
-					size_t per = (size_t)a->tensors[L->first_tensor].count;
-					if (conv_fwd(n, out, in, fw, fw + per, &s, e) < 0)
-						return -1;
-				}
+			const mfr_real *w = P(n, L, 0), *b = L->bias ? P(n, L, 1) : NULL;
+			int fold = !training && n->fold_bn[i] >= 0;
+			if (fold && !n->reference) {
+				if (n->fold_dirty)
+					refold(n);
+				w = n->fold + n->foff[i];
+				b = w + a->tensors[L->first_tensor].count;
+			}
+			if (fast) {
+				if (conv_fwd_layout(n, out, lay, in, n->lay[L->in[0]], w, b, &s, n->fuse[i] >= 0, e) < 0)
+					return -1;
 				break;
 			}
-			if (conv_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, &s, e) < 0)
+			/* a fused conv on the reference: its result, then the add */
+			mfr_real *y = n->fuse[i] >= 0 ? n->stage : out;
+			if (conv_fwd(n, y, in, w, b, &s, e) < 0)
 				return -1;
+			if (fold && n->reference)
+				bn_infer_inplace(n, &a->layers[n->fold_bn[i]], y, N);
+			if (y != out)
+				MFR_REF(add_forward)(out, out, y, cnt);
 			break;
 		}
 		case MFR_OP_BN:
@@ -601,15 +844,15 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			if (!training && L->op == MFR_OP_BN && n->fold_bn[L->in[0]] == i)
 				break; /* folded into its conv, which wrote this output */
 			if (!training && !n->reference) { /* an affine map per channel, in float */
-				bn_infer_fast(out, in, P(n, L, 0), P(n, L, 1), P(n, L, 2), P(n, L, 3), L->eps, N, C, HW);
+				bn_infer_fast(n, L, out, in, N, lay);
 				break;
 			}
 			MFR_REF(batchnorm_forward)(out, sv, sv + C, P(n, L, 2), P(n, L, 3), in, P(n, L, 0), P(n, L, 1), N, C,
 						   HW, training, L->eps, L->momentum);
 			break;
 		case MFR_OP_PRELU:
-			if (n->inplace[i])
-				prelu_inplace(out, P(n, L, 0), N, C, HW);
+			if (!training)
+				prelu_infer(n, L, out, n->inplace[i] ? out : in, N, lay);
 			else
 				MFR_REF(prelu_forward)(out, in, P(n, L, 0), N, C, HW);
 			break;
@@ -622,15 +865,15 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			break;
 		case MFR_OP_SIGMOID: MFR_REF(sigmoid_forward)(out, in, cnt); break;
 		case MFR_OP_ADD:
-			MFR_REF(add_forward)(out, in, ACT(n, L->in[1]), cnt);
+			if (n->fuse[i] >= 0)
+				break; /* its conv accumulated into this slot */
+			MFR_REF(add_forward)(out, in, n->inbuf[1], cnt);
 			for (int k = 2; k < L->n_in; k++)
-				MFR_REF(add_forward)(out, out, ACT(n, L->in[k]), cnt);
+				MFR_REF(add_forward)(out, out, n->inbuf[k], cnt);
 			break;
 		case MFR_OP_CONCAT:
-			for (int k = 0; k < L->n_in; k++) {
-				n->inbuf[k] = ACT(n, L->in[k]);
+			for (int k = 0; k < L->n_in; k++)
 				n->cbuf[k] = a->layers[L->in[k]].shape.c;
-			}
 			MFR_REF(concat_forward)(out, n->inbuf, L->n_in, n->cbuf, N, L->shape.h * L->shape.w);
 			break;
 		case MFR_OP_GAP: MFR_REF(gap_forward)(out, in, N, C, HW); break;

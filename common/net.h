@@ -12,7 +12,12 @@
  * mfr_net_* API, and for double as mfr_net64_* so that whole-network
  * gradient checks run in float64. In the float build conv and linear run on
  * the fast CPU backend (oneDNN, multi-threaded; dnnl_cpu.h), the other
- * layers on the reference. Model-file I/O exists in the float build
+ * layers on the reference. An inference net on oneDNN also keeps its
+ * activations in oneDNN's blocked layout between layers (reordered to NCHW
+ * only for the layers that need it and at the outputs), lets a convolution
+ * add its result to the other operand of a residual add (oneDNN's sum
+ * post-op), and runs bn, PReLU, ReLU and add on that layout itself; outputs
+ * are NCHW as always. Model-file I/O exists in the float build
  * only. It is not a trainer (no loss, no optimizer) and holds no threads.
  */
 #ifndef MFR_NET_H

@@ -6,7 +6,10 @@
  * values, the forward output pre-filled with NaN (every element must be
  * written). Each shape runs twice with fresh data, so the second call goes
  * through the primitive cache; every conv shape runs in both of oneDNN's
- * layout paths (plain and blocked); a few run again on one thread.
+ * layout paths (plain and blocked); a few run again on one thread. The
+ * inference convolution in the caller's layouts (mfr_conv2d_forward_cpu_layout)
+ * runs every shape in each pair of NCHW / blocked input and output, written
+ * and accumulated, its blocked padding checked to be zero.
  *
  * Built without oneDNN (make DNNL=no) the same test checks the fallback,
  * which is the reference itself: every difference is then 0. */
@@ -151,6 +154,90 @@ static void conv_case(mfr_conv_shape s, int bias)
 	}
 }
 
+/* Values of (n,c,hw) in layout blk (0: NCHW), with the padded channels. */
+static size_t stored(int n, int c, int hw, int blk)
+{
+	int cp = blk ? (c + blk - 1) / blk * blk : c;
+	return (size_t)n * cp * hw;
+}
+
+/* Whether the padding channels of blocked (n,c,hw) hold zeros. */
+static int padding_zero(const float *x, int n, int c, int hw, int blk)
+{
+	int cb = (c + blk - 1) / blk;
+	for (int k = 0; k < n; k++)
+		for (int b = 0; b < cb; b++)
+			for (int p = 0; p < hw; p++)
+				for (int l = 0; l < blk; l++)
+					if (b * blk + l >= c && x[(((size_t)k * cb + b) * hw + p) * blk + l] != 0)
+						return 0;
+	return 1;
+}
+
+/* One conv shape through mfr_conv2d_forward_cpu_layout: input and output
+ * NCHW or blocked (mfr_cpu_block), written (out pre-filled with NaN, the
+ * padding included) or accumulated into a random tensor. */
+static void layout_case(mfr_conv_shape s, int bias)
+{
+	mfr_error e;
+	char what[200];
+	if (mfr_conv_shape_init(&s, &e) < 0) {
+		check_report(0, "shape", __FILE__, __LINE__);
+		return;
+	}
+	int B = mfr_cpu_block(), hwi = s.h * s.w, hwo = s.ho * s.wo;
+	size_t nin = (size_t)s.n * s.ci * hwi, nout = (size_t)s.n * s.co * hwo;
+	size_t nw = (size_t)s.co * (s.ci / s.groups) * s.kh * s.kw;
+	float *in = rnd(nin, seed++), *w = rnd(nw, seed++), *b = bias ? rnd((size_t)s.co, seed++) : NULL;
+	float *prior = rnd(nout, seed++), *ref = malloc(nout * sizeof *ref), *back = malloc(nout * sizeof *back);
+	float *inb = malloc(stored(s.n, s.ci, hwi, B) * sizeof *inb), *out = malloc(stored(s.n, s.co, hwo, B) * sizeof *out);
+	if (!ref || !back || !inb || !out)
+		abort();
+	mfr_conv2d_forward_ref(ref, in, w, b, &s);
+	if (B) { /* the input reordered to blocked and back is the input */
+		CHECK(mfr_cpu_reorder(inb, B, in, 0, s.n, s.ci, s.h, s.w, &e) == 0);
+		CHECK(padding_zero(inb, s.n, s.ci, hwi, B));
+		float *again = malloc(nin * sizeof *again);
+		CHECK(again && mfr_cpu_reorder(again, 0, inb, B, s.n, s.ci, s.h, s.w, &e) == 0 &&
+		      memcmp(again, in, nin * sizeof *in) == 0);
+		free(again);
+	}
+	for (int combo = 0; combo < 8; combo++) {
+		int ib = combo & 1 ? B : 0, ob = combo & 2 ? B : 0, acc = combo >> 2;
+		if ((combo & 1 && !B) || (combo & 2 && !B))
+			continue;
+		snprintf(what, sizeof what, "conv layouts N%d %d->%d %dx%d k%dx%d s%d g%d%s: in %d out %d%s", s.n, s.ci,
+			 s.co, s.h, s.w, s.kh, s.kw, s.sh, s.groups, bias ? " bias" : "", ib, ob, acc ? " +=" : "");
+		if (acc && !B) { /* without oneDNN: refused */
+			CHECK(mfr_conv2d_forward_cpu_layout(out, 0, in, 0, w, b, &s, 1, 0, &e) == -1);
+			continue;
+		}
+		size_t no = stored(s.n, s.co, hwo, ob);
+		for (size_t i = 0; i < no; i++)
+			out[i] = NAN;
+		if (acc && ob)
+			CHECK(mfr_cpu_reorder(out, ob, prior, 0, s.n, s.co, s.ho, s.wo, &e) == 0);
+		else if (acc)
+			memcpy(out, prior, nout * sizeof *out);
+		/* a new version each call: w's address may repeat across cases */
+		int r = mfr_conv2d_forward_cpu_layout(out, ob, ib ? inb : in, ib, w, b, &s, acc, seed++, &e);
+		if (!check_report(r == 0, what, __FILE__, __LINE__))
+			fprintf(stderr, "    %s\n", e.msg);
+		if (ob) {
+			CHECK(padding_zero(out, s.n, s.co, hwo, ob));
+			CHECK(mfr_cpu_reorder(back, 0, out, ob, s.n, s.co, s.ho, s.wo, &e) == 0);
+		} else {
+			memcpy(back, out, nout * sizeof *out);
+		}
+		float *want = copy(ref, nout);
+		for (size_t i = 0; acc && i < nout; i++)
+			want[i] += prior[i];
+		agree(back, want, nout, (double)(s.ci / s.groups) * s.kh * s.kw + (bias != 0) + acc, what);
+		free(want);
+	}
+	free(in), free(w), free(b), free(prior), free(ref), free(back), free(inb), free(out);
+}
+
 static void linear_case(int n, int ni, int no, int bias)
 {
 	mfr_error e;
@@ -236,6 +323,9 @@ int main(void)
 		conv_case(convs[i].s, convs[i].bias);
 	for (size_t i = 0; i < sizeof linears / sizeof *linears; i++)
 		linear_case(linears[i].n, linears[i].ni, linears[i].no, linears[i].bias);
+	printf("activation block: %d\n", mfr_cpu_block());
+	for (size_t i = 0; i < sizeof convs / sizeof *convs; i++)
+		layout_case(convs[i].s, convs[i].bias);
 #ifdef MFR_HAVE_DNNL
 	/* The automatic choice above takes the plain layouts for most of these
 	 * small shapes: run every shape through each layout path. */

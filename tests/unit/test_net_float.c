@@ -1,7 +1,9 @@
 /* test_net_float.c — the graph executor's float API: float against the
  * double build on the same weights, the inference memory plan against the
  * keep-everything layout, model save and load bit-exact, seeded
- * initialisation, and errors. */
+ * initialisation, errors, and the fast inference path (blocked activations,
+ * fused residual adds) against the reference on iresnet's block structure
+ * and on layers that need NCHW. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +207,102 @@ static void test_weight_caches(void)
 	mfr_arch_free(a);
 }
 
+/* Gives every tensor of n random values (bn running variances positive),
+ * so that bn folding, the per-channel factors and their padding matter. */
+static void randomise(mfr_net *n, const mfr_arch *a, uint64_t seed)
+{
+	mfr_rng g = {seed};
+	for (int t = 0; t < a->n_tensors; t++) {
+		float *p = mfr_net_tensor(n, t);
+		int var = strstr(a->tensors[t].name, "var") != NULL;
+		for (size_t i = 0; i < a->tensors[t].count; i++)
+			p[i] = var ? (float)(0.5 + mfr_rng_uniform(&g)) : p[i] + (float)(0.4 * mfr_rng_uniform(&g) - 0.2);
+	}
+}
+
+/* An inference net on the fast path (on oneDNN: blocked activations, residual
+ * adds fused into convolutions) against the same net on the reference
+ * layers, batch N and then N-1 (a smaller batch than planned), every
+ * output. tol: relative to max(|ref|, 1); the fast path sums in float in
+ * oneDNN's order through several convolutions. */
+static void fast_vs_reference(const char *text, int N, double tol, const char *what)
+{
+	mfr_arch *a = parse(text);
+	if (!a)
+		return;
+	mfr_error e;
+	mfr_net *f = mfr_net_new(a, N, 0, &e), *r = mfr_net_new(a, N, 0, &e);
+	CHECK(f && r);
+	mfr_net_init(f, 17);
+	randomise(f, a, 18);
+	memcpy(mfr_net_params(r), mfr_net_params(f), mfr_net_param_total(f) * sizeof(float));
+	mfr_net_set_reference(r, 1);
+	const mfr_layer *in = &a->layers[0];
+	size_t xin = (size_t)N * in->shape.c * in->shape.h * in->shape.w;
+	float *x = malloc(xin * sizeof *x);
+	mfr_rng g = {19};
+	for (size_t i = 0; i < xin; i++)
+		x[i] = (float)(2 * mfr_rng_uniform(&g) - 1);
+	double worst = 0;
+	for (int b = N; b >= N - 1 && b >= 1; b--) {
+		CHECK(mfr_net_forward(f, x, b, 0, 0, &e) == 0 && mfr_net_forward(r, x, b, 0, 0, &e) == 0);
+		for (int k = 0; k < a->n_outputs; k++) {
+			size_t dim;
+			float *of = mfr_net_output(f, k, &dim), *orf = mfr_net_output(r, k, NULL);
+			for (size_t i = 0; i < dim * (size_t)b; i++) {
+				double d = fabs((double)of[i] - orf[i]) / fmax(fabs(orf[i]), 1);
+				worst = isnan(d) ? INFINITY : fmax(worst, d);
+			}
+		}
+	}
+	printf("fast inference vs reference, %s: worst relative difference %.3g\n", what, worst);
+	if (!check_report(worst <= tol, what, __FILE__, __LINE__))
+		fprintf(stderr, "    worst %.3g > %.3g\n", worst, tol);
+	free(x);
+	mfr_net_free(f);
+	mfr_net_free(r);
+	mfr_arch_free(a);
+}
+
+/* iresnet's block structure on channel counts that are no multiple of the
+ * block (20, 24): stem, a stride-2 block with a downsample shortcut (fused
+ * as the downsample conv accumulating into conv2's result), an identity
+ * block (conv2 accumulating into the block input), the head; odd image
+ * sizes. With `out2` the last block's sum is an output too: that group
+ * then runs on NCHW, fused adds included. */
+#define IRES_BLOCKS \
+	"mfr-arch 1\ninput x 3 13 11\nconv c0 x out=20 k=3 p=1\nbn b0 c0\nprelu p0 b0\n" \
+	"bn l1b1 p0\nconv l1c1 l1b1 out=24 k=3 p=1\nbn l1b2 l1c1\nprelu l1p l1b2\n" \
+	"conv l1c2 l1p out=24 k=3 s=2 p=1\nbn l1b3 l1c2\nconv l1d p0 out=24 k=1 s=2\nbn l1db l1d\n" \
+	"add l1 l1b3 l1db\nbn l2b1 l1\nconv l2c1 l2b1 out=24 k=3 p=1\nbn l2b2 l2c1\nprelu l2p l2b2\n" \
+	"conv l2c2 l2p out=24 k=3 p=1\nbn l2b3 l2c2\nadd l2 l2b3 l1\n" \
+	"bn hb l2\nflatten hf hb\ndropout hd hf p=0\nlinear fc hd out=7 bias=1\nbn1d emb fc\noutput emb\n"
+
+/* Layers that need NCHW reading blocked tensors (gap, grouped conv with few
+ * channels per group, pools, concat of two blocked inputs, se), an
+ * in-place relu, a PReLU that cannot work in place, an add of three. */
+static const char *MIXED = "mfr-arch 1\ninput x 5 10 9\nconv c1 x out=12 k=3 p=1\nrelu r1 c1\n"
+			   "conv c2 r1 out=12 k=1\nprelu pr c2\nadd a3 c2 pr r1\ngap g a3\n"
+			   "conv c3 a3 out=8 k=3 p=1 g=4\nmaxpool mp c3 k=2 s=1 p=1\nconcat cc c3 r1\n"
+			   "se s cc r=4\noutput g\noutput s\noutput mp\n";
+
+static void test_fast_inference(void)
+{
+	/* 1e-4: float32 sums of up to 216 products through five convolutions,
+	 * in oneDNN's order; a layout or padding error is off by O(1) */
+	fast_vs_reference(IRES_BLOCKS, 3, 1e-4, "iresnet blocks, 20/24 channels");
+	fast_vs_reference(IRES_BLOCKS "output l2\n", 2, 1e-4, "iresnet blocks, a block output");
+	fast_vs_reference(MIXED, 2, 1e-4, "layers on NCHW between blocked ones");
+	/* 3x3 stride-1 convs of 32 and 64 channels: Winograd's algorithm on
+	 * AVX-512 (dnnl_cpu.c WINOGRAD); an add that cannot be fused (its conv
+	 * reads the other operand) */
+	fast_vs_reference("mfr-arch 1\ninput x 3 14 14\nconv c0 x out=32 k=3 p=1\nbn b0 c0\nprelu p0 b0\n"
+			  "conv c1 p0 out=32 k=3 p=1\nbn b1 c1\nadd r p0 b1\nconv c2 r out=64 k=3 p=1\nbn b2 c2\n"
+			  "prelu p2 b2\noutput p2\n",
+			  2, 1e-4, "32 and 64 channels");
+	fast_vs_reference(TINY, 3, 1e-4, "tiny (every op)");
+}
+
 /* Kaiming fan-out init has the right spread on a big conv */
 static void test_init(void)
 {
@@ -234,5 +332,6 @@ int main(void)
 	test_init();
 	test_fast_vs_reference();
 	test_weight_caches();
+	test_fast_inference();
 	return check_done();
 }
