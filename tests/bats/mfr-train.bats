@@ -131,8 +131,9 @@ same_weights() {
 	run -0 mfr-train $a -o full.mfrm --checkpoint full.ckpt train.mfr
 	# interrupted for real: SIGKILL once the first checkpoint has landed
 	mfr-train $a -o part.mfrm --checkpoint part.ckpt --save-every 20 train.mfr 2>/dev/null &
-	local pid=$! i
-	for ((i = 0; i < 600; i++)); do [ -e part.ckpt ] && break; sleep 0.05; done
+	local pid=$!
+	# (however slow the machine: until the checkpoint lands or the run ends)
+	while [ ! -e part.ckpt ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
 	kill -9 $pid 2>/dev/null || true
 	wait $pid 2>/dev/null || true
 	[ -e part.ckpt ]
