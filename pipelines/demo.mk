@@ -35,7 +35,7 @@ all: $(D)/train.mfr $(D)/val.mfr
 	  VAL=$(D)/val.mfr TRUTH=$(D)/noise.tsv M=$(DEMO_IMAGES) ROUNDS=$(ROUNDS) SEED=$(SEED) \
 	  ARCH=tests/arch/small.arch EPOCHS=$(EPOCHS) BATCH=32 LR=0.4 \
 	  TRAIN_OPTS="--warmup 1 --decay-epochs $$(($(EPOCHS) * 2 / 3)),$$(($(EPOCHS) * 5 / 6)) --dropout 0 --wd 5e-4" \
-	  THRE_INTRA=0.4 THRE_INTER=0.9 MERGE_OPTS="--mutual -k 1 --max-merge 2" MASK_RATIO=$(MASK_RATIO)
+	  THRE_INTRA=0.6 THRE_INTER=0.97 MERGE_OPTS="--mutual -k 1 --max-merge 2" MASK_RATIO=$(MASK_RATIO)
 	@echo "== the last round: cleaning precision $$(tail -n 1 $(D)/loop/table.tsv | cut -f 6)" \
 	  "recall $$(tail -n 1 $(D)/loop/table.tsv | cut -f 7) (removed records vs injected flips and outliers)"
 
