@@ -44,7 +44,15 @@ _Noreturn void mfr_usage(int code)
 			else
 				snprintf(head, sizeof head, "    --%s%s%s", o->name, o->arg ? " " : "",
 					 o->arg ? o->arg : "");
-			fprintf(f, "  %-26s %s\n", head, o->help);
+			/* a help text's further lines line up under its first */
+			const char *h = o->help ? o->help : "";
+			fprintf(f, "  %-26s ", head);
+			for (; *h; h++)
+				if (*h == '\n')
+					fprintf(f, "\n%29s", "");
+				else
+					fputc(*h, f);
+			fputc('\n', f);
 		}
 		fprintf(f, "  %-26s %s\n", "-h, --help", "print this help and exit");
 	}
