@@ -100,7 +100,7 @@ static double dense_cosface(const double *feat, const double *w, const int32_t *
 {
 	double loss = 0, h = 1e-6;
 	for (int i = 0; i < n; i++) {
-		for (int pass = -1; pass <= 2 * d; pass++) { /* pass -1: loss; then +-h for each of d features */
+		for (int pass = -1; pass < 2 * d; pass++) { /* pass -1: loss; then +-h for each of d features */
 			double f[64];
 			memcpy(f, feat + i * d, sizeof(double) * d);
 			if (pass >= 0)
