@@ -236,3 +236,34 @@ void mfr_text_commit(FILE *f, const char *path, char *tmp)
 	mfr_temp_forget(tmp);
 	free(tmp);
 }
+
+/* Loads the first whitespace-separated column of a text file as integers; a
+ * header line (first field not a number) is skipped. */
+void mfr_load_keys(const char *path, mfr_map *m, int is_label)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		mfr_die("'%s': %s", path, strerror(errno));
+	char line[4096];
+	unsigned long long lineno = 0;
+	mfr_error e;
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		char *end, *s = line + strspn(line, " \t");
+		if (*s == '\n' || *s == 0 || *s == '#')
+			continue;
+		errno = 0;
+		long long v = strtoll(s, &end, 10);
+		if (end == s || (*end && !strchr(" \t\r\n", *end)) || errno) {
+			if (lineno == 1)
+				continue; /* header row */
+			mfr_die("'%s': line %llu: not a%s: %.40s", path, lineno, is_label ? " label" : "n id", s);
+		}
+		uint64_t key = is_label ? (uint64_t)(uint32_t)(int32_t)v : (uint64_t)v;
+		if (!mfr_map_put(m, key, NULL, &e))
+			mfr_die_error(&e);
+	}
+	if (ferror(f))
+		mfr_die("'%s': read error", path);
+	fclose(f);
+}

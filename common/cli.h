@@ -13,7 +13,8 @@
 #include <getopt.h> /* optarg, optind for mfr_getopt callers */
 #include <stdio.h>
 
-#include "util.h" /* defines: mfr_error */
+#include "hashmap.h" /* defines: mfr_map */
+#include "util.h"    /* defines: mfr_error */
 
 /* One option. key is the short letter, or a value >= 256 for a long-only
  * option. arg is the argument's name in the usage ("FILE"), or NULL. */
@@ -87,6 +88,12 @@ void mfr_progress_end(mfr_progress *p);
  * the tool dies first. */
 FILE *mfr_text_open(const char *path, char **tmp);
 void mfr_text_commit(FILE *f, const char *path, char *tmp);
+
+/* Loads the first whitespace-separated column of a text file as ids
+ * (is_label 0) or labels (1: -1 allowed, stored as its 32-bit pattern) into
+ * m; blank lines and '#' comments are skipped, so is a first line that is
+ * not a number (a header). Dies naming the file and line otherwise. */
+void mfr_load_keys(const char *path, mfr_map *m, int is_label);
 
 /* Seconds on a monotonic clock. */
 double mfr_now(void);

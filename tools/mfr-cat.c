@@ -60,37 +60,6 @@ typedef struct {
 	int use_ids, use_labels, masked; /* masked: 0 any, 1 only masked, -1 only unmasked */
 } selection;
 
-/* Loads the first whitespace-separated column of a text file as integers; a
- * header line (first field not a number) is skipped. */
-static void load_keys(const char *path, mfr_map *m, int is_label)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		mfr_die("'%s': %s", path, strerror(errno));
-	char line[4096];
-	unsigned long long lineno = 0;
-	mfr_error e;
-	while (fgets(line, sizeof line, f)) {
-		lineno++;
-		char *end, *s = line + strspn(line, " \t");
-		if (*s == '\n' || *s == 0 || *s == '#')
-			continue;
-		errno = 0;
-		long long v = strtoll(s, &end, 10);
-		if (end == s || (*end && !strchr(" \t\r\n", *end)) || errno) {
-			if (lineno == 1)
-				continue; /* header row */
-			mfr_die("'%s': line %llu: not a%s: %.40s", path, lineno, is_label ? " label" : "n id", s);
-		}
-		uint64_t key = is_label ? (uint64_t)(uint32_t)(int32_t)v : (uint64_t)v;
-		if (!mfr_map_put(m, key, NULL, &e))
-			mfr_die_error(&e);
-	}
-	if (ferror(f))
-		mfr_die("'%s': read error", path);
-	fclose(f);
-}
-
 static int selected(const selection *s, const mfr_record *rec)
 {
 	uint64_t id;
@@ -742,8 +711,8 @@ int main(int argc, char **argv)
 		case O_EXTRACT: extract = optarg; modes++; break;
 		case O_NAMES: names = optarg; break;
 		case O_REINDEX: reindex = 1; modes++; break;
-		case O_IDS: load_keys(optarg, &in.sel.ids, 0); in.sel.use_ids = 1; break;
-		case O_LABELS: load_keys(optarg, &in.sel.labels, 1); in.sel.use_labels = 1; break;
+		case O_IDS: mfr_load_keys(optarg, &in.sel.ids, 0); in.sel.use_ids = 1; break;
+		case O_LABELS: mfr_load_keys(optarg, &in.sel.labels, 1); in.sel.use_labels = 1; break;
 		case O_MASKED: in.sel.masked = 1; break;
 		case O_UNMASKED: in.sel.masked = -1; break;
 		case O_VALUES: values = 1; break;

@@ -181,34 +181,6 @@ static char *slurp(const char *path, size_t *n)
 	return (char *)d;
 }
 
-static void load_labels(const char *path, mfr_map *m)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		mfr_die("'%s': %s", path, strerror(errno));
-	char line[4096];
-	unsigned long long lineno = 0;
-	mfr_error e;
-	while (fgets(line, sizeof line, f)) {
-		lineno++;
-		char *end, *s = line + strspn(line, " \t");
-		if (*s == '\n' || *s == 0 || *s == '#')
-			continue;
-		errno = 0;
-		long long v = strtoll(s, &end, 10);
-		if (end == s || (*end && !strchr(" \t\r\n", *end)) || errno || v < 0 || v > INT32_MAX) {
-			if (lineno == 1)
-				continue; /* header row */
-			mfr_die("'%s': line %llu: not a label: %.40s", path, lineno, s);
-		}
-		if (!mfr_map_put(m, (uint64_t)v, NULL, &e))
-			mfr_die_error(&e);
-	}
-	if (ferror(f))
-		mfr_die("'%s': read error", path);
-	fclose(f);
-}
-
 static int matches(uint32_t flags, int which)
 {
 	return which == SEL_ALL || (which == SEL_MASKED) == ((flags & MFR_F_MASKED) != 0);
@@ -1151,7 +1123,7 @@ int main(int argc, char **argv)
 	mfr_map lab;
 	mfr_map_init(&lab);
 	if (labels_path)
-		load_labels(labels_path, &lab);
+		mfr_load_keys(labels_path, &lab, 1);
 	mfr_emb_set set;
 	subset(&all, select, labels_path ? &lab : NULL, &set);
 	mfr_emb_set_free(&all);
