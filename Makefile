@@ -5,9 +5,13 @@
 #   WERROR  1: warnings are errors (CI sets it)  MPI   auto|yes|no  build the MPI parts with mpicc
 #   SAN     1: ASan+UBSan build in build/asan (what `make check-asan` uses)
 #   DNNL    auto|yes|no  fast CPU conv/linear on oneDNN (no: the reference layers)
+#   CUDA_ARCH  compute capabilities to build for (default "80 90")
 
 CC ?= cc
 CUDA ?= auto
+# GPU generations the CUDA code is built for: 80 (A100), 90 (H100/H200)
+CUDA_ARCH ?= 80 90
+space := $(subst ,, )
 MPI ?= auto
 DNNL ?= auto
 WERROR ?= 0
@@ -54,7 +58,8 @@ HAVE_CUDA := 0
 $(info probe: CUDA off (CUDA=no))
 else ifneq ($(NVCC),)
 HAVE_CUDA := 1
-$(info probe: CUDA nvcc $(shell $(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/\1/p') at $(NVCC) (no CUDA sources yet))
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+$(info probe: CUDA nvcc $(shell $(NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/\1/p') at $(NVCC), for sm_$(subst $(space),/sm_,$(CUDA_ARCH)))
 else ifeq ($(CUDA),yes)
 $(error CUDA=yes but nvcc was not found on PATH or in /usr/local/cuda/bin)
 else
@@ -111,6 +116,23 @@ ALL_LDFLAGS := -Wl,--as-needed $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(wildcard common/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# the CUDA backend: kernels (.cu, nvcc) and the C that drives them (.c), in
+# libmfr only when CUDA is found; C files see MFR_HAVE_CUDA
+CUDA_CU := $(wildcard common/cuda/*.cu)
+CUDA_C := $(wildcard common/cuda/*.c)
+ifeq ($(HAVE_CUDA),1)
+ALL_CFLAGS += -DMFR_HAVE_CUDA
+LIB_OBJ += $(CUDA_CU:%.cu=$(BUILD)/%.o) $(CUDA_C:%.c=$(BUILD)/%.o)
+# cudart static (no libcudart.so needed at run time); cuBLAS, cuDNN, NCCL shared
+LDLIBS += -L$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib -lcudnn -lcublas -lnccl -lcudart_static -ldl -lrt -lstdc++
+NVCC_WARN := -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+ifeq ($(WERROR),1)
+NVCC_WARN += -Werror all-warnings
+endif
+NVCCFLAGS ?= -O3 -g -lineinfo
+ALL_NVCCFLAGS := -std=c++17 $(NVCCFLAGS) $(NVCC_WARN) -DMFR_HAVE_CUDA -D_GNU_SOURCE -Icommon -Icommon/cuda \
+	$(foreach a,$(CUDA_ARCH),-gencode=arch=compute_$(a),code=sm_$(a)) -MMD -MP
+endif
 LIB := $(BUILD)/libmfr.a
 TOOL_SRC := $(wildcard tools/mfr-*.c)
 TOOLS := $(TOOL_SRC:tools/%.c=$(BIN)/%)
@@ -135,6 +157,10 @@ all: $(TOOLS)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(ALL_NVCCFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -214,5 +240,5 @@ help:
 	@echo "make fuzz       libFuzzer builds of the fuzz targets (clang)"
 	@echo "make demo       pack and inspect a built-in synthetic dataset"
 
--include $(LIB_OBJ:.o=.d) $(REF64_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) \
+-include $(LIB_OBJ:.o=.d) $(CUDA_CU:%.cu=$(BUILD)/%.d) $(REF64_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d) \
 	$(TTOOL_SRC:%.c=$(BUILD)/%.d) $(BENCH_SRC:%.c=$(BUILD)/%.d) $(FUZZ_SRC:%.c=$(BUILD)/%.d)

@@ -937,3 +937,27 @@ mfr_arch *mfr_arch_load(const char *spec, mfr_error *e)
 	free(d);
 	return a;
 }
+
+/* ---- a layer's shapes at batch N, for the executors ---- */
+
+int mfr_layer_conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
+{
+	*s = (mfr_conv_shape){.n = N, .ci = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .co = L->out,
+			      .kh = L->kh, .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw,
+			      .groups = L->groups};
+	return mfr_conv_shape_init(s, NULL);
+}
+
+int mfr_layer_pool_shape(const mfr_layer *L, int N, mfr_pool_shape *s)
+{
+	*s = (mfr_pool_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .kh = L->kh,
+			      .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw};
+	return mfr_pool_shape_init(s, NULL);
+}
+
+int mfr_layer_pad_shape(const mfr_layer *L, int N, mfr_pad_shape *s)
+{
+	*s = (mfr_pad_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .top = L->pt,
+			     .bottom = L->pb, .left = L->pl, .right = L->pr};
+	return mfr_pad_shape_init(s, NULL);
+}

@@ -16,7 +16,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "util.h" /* defines: mfr_error */
+#include "layers_spatial.h" /* defines: mfr_conv_shape, mfr_pool_shape, mfr_pad_shape */
+#include "util.h"           /* defines: mfr_error */
 
 /* Limits of version 1 (data-formats.md 8.5). */
 #define MFR_ARCH_MAX_TEXT (16u << 20)  /* bytes of .arch text */
@@ -141,6 +142,13 @@ int mfr_arch_describe(const mfr_arch *a, FILE *f, mfr_error *e);
  * E; powers of 1000): 6321499136 -> "6.32G", 23451886592 -> "23.5G"; values
  * below 1000 are written whole ("512"). buf needs 16 bytes; returns buf. */
 char *mfr_arch_eng(char buf[16], uint64_t v);
+
+/* The sizes of conv, pool (maxpool, avgpool) or pad layer L at batch N, as
+ * the layer functions take them (layers_spatial.h). Returns 0, or -1 when
+ * they are invalid (a parsed arch's layers never are). */
+int mfr_layer_conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s);
+int mfr_layer_pool_shape(const mfr_layer *L, int N, mfr_pool_shape *s);
+int mfr_layer_pad_shape(const mfr_layer *L, int N, mfr_pad_shape *s);
 
 /* ---- presets (arch_presets.c) ---- */
 

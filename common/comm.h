@@ -23,7 +23,6 @@
 
 typedef struct mfr_comm mfr_comm;
 
-enum { MFR_F32, MFR_F64, MFR_I32, MFR_I64, MFR_U8 };
 enum { MFR_SUM, MFR_MAX };
 
 /* Joins the job (MPI_Init when a launcher started us and MPI is built in),
@@ -33,7 +32,7 @@ mfr_comm *mfr_comm_init(int *argc, char ***argv, mfr_error *e);
 /* Leaves the job (MPI_Finalize) and frees c. NULL is a no-op. */
 void mfr_comm_finish(mfr_comm *c);
 /* Ends every rank of the job with status (MPI_Abort); with one rank, exit. */
-_Noreturn void mfr_comm_abort(mfr_comm *c, int status);
+__attribute__((noreturn)) void mfr_comm_abort(mfr_comm *c, int status);
 
 int mfr_comm_rank(const mfr_comm *c);
 int mfr_comm_size(const mfr_comm *c);

@@ -760,28 +760,6 @@ static void prelu_infer(MFR_NET_T *n, const mfr_layer *L, mfr_real *out, const m
 
 /* ---- forward ---- */
 
-static int conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
-{
-	*s = (mfr_conv_shape){.n = N, .ci = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .co = L->out,
-			      .kh = L->kh, .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw,
-			      .groups = L->groups};
-	return mfr_conv_shape_init(s, NULL);
-}
-
-static int pool_shape(const mfr_layer *L, int N, mfr_pool_shape *s)
-{
-	*s = (mfr_pool_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .kh = L->kh,
-			      .kw = L->kw, .sh = L->sh, .sw = L->sw, .ph = L->ph, .pw = L->pw};
-	return mfr_pool_shape_init(s, NULL);
-}
-
-static int pad_shape(const mfr_layer *L, int N, mfr_pad_shape *s)
-{
-	*s = (mfr_pad_shape){.n = N, .c = L->in_shape.c, .h = L->in_shape.h, .w = L->in_shape.w, .top = L->pt,
-			     .bottom = L->pb, .left = L->pl, .right = L->pr};
-	return mfr_pad_shape_init(s, NULL);
-}
-
 int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, uint64_t seed, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
@@ -814,7 +792,7 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 		case MFR_OP_INPUT: memcpy(out, x, cnt * sizeof *out); break;
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
-			if (conv_shape(L, N, &s) < 0)
+			if (mfr_layer_conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
 			const mfr_real *w = P(n, L, 0), *b = L->bias ? P(n, L, 1) : NULL;
 			int fold = !training && n->fold_bn[i] >= 0;
@@ -880,7 +858,7 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 		case MFR_OP_MAXPOOL:
 		case MFR_OP_AVGPOOL: {
 			mfr_pool_shape s;
-			if (pool_shape(L, N, &s) < 0)
+			if (mfr_layer_pool_shape(L, N, &s) < 0)
 				return mfr_fail(e, "%s '%s': bad shape", mfr_op_name(L->op), L->name);
 			if (L->op == MFR_OP_MAXPOOL)
 				MFR_REF(maxpool2d_forward)(out, in, &s);
@@ -890,7 +868,7 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 		}
 		case MFR_OP_PAD: {
 			mfr_pad_shape s;
-			if (pad_shape(L, N, &s) < 0)
+			if (mfr_layer_pad_shape(L, N, &s) < 0)
 				return mfr_fail(e, "pad '%s': bad shape", L->name);
 			MFR_REF(pad2d_forward)(out, in, &s);
 			break;
@@ -971,7 +949,7 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 		switch (L->op) {
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
-			conv_shape(L, N, &s);
+			mfr_layer_conv_shape(L, N, &s);
 			if (conv_bwd(n, dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), &s, e) < 0)
 				return -1;
 			break;
@@ -1001,7 +979,7 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 		case MFR_OP_MAXPOOL:
 		case MFR_OP_AVGPOOL: {
 			mfr_pool_shape s;
-			pool_shape(L, N, &s);
+			mfr_layer_pool_shape(L, N, &s);
 			if (L->op == MFR_OP_MAXPOOL)
 				MFR_REF(maxpool2d_backward)(dx, dy, in, &s);
 			else
@@ -1010,7 +988,7 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 		}
 		case MFR_OP_PAD: {
 			mfr_pad_shape s;
-			pad_shape(L, N, &s);
+			mfr_layer_pad_shape(L, N, &s);
 			MFR_REF(pad2d_backward)(dx, dy, &s);
 			break;
 		}

@@ -147,6 +147,44 @@ static uint64_t select_kth(uint64_t *a, int64_t n, int64_t k)
 	return a[k];
 }
 
+int64_t MFR_PFC(choose)(int64_t classes, int64_t c0, int64_t nl, double rate, const int32_t *labels, int n,
+			uint64_t step_seed, uint8_t *pos, uint64_t *keys, int64_t *sampled, mfr_error *e)
+{
+	for (int i = 0; i < n; i++) /* all checked first, so an error leaves pos clean */
+		if (labels[i] < 0 || labels[i] >= classes)
+			return mfr_fail(e, "label %d of row %d outside the %lld classes", labels[i], i, (long long)classes);
+	int64_t npos = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t l = labels[i] - c0;
+		if (l >= 0 && l < nl && !pos[l]) {
+			pos[l] = 1;
+			npos++;
+		}
+	}
+	int64_t quota = rate >= 1 ? nl : (int64_t)ceil(rate * (double)nl);
+	int64_t need = quota > npos ? quota - npos : 0; /* negatives to draw */
+	uint64_t kth = UINT64_MAX;
+	if (need > 0 && need < nl - npos) {
+		int64_t m = 0;
+		for (int64_t j = 0; j < nl; j++)
+			if (!pos[j])
+				keys[m++] = mfr_hash2(step_seed, (uint64_t)(c0 + j));
+		kth = select_kth(keys, m, need - 1);
+	}
+	int64_t taken = 0, count = 0;
+	for (int64_t j = 0; j < nl; j++) {
+		int keep = pos[j];
+		if (!keep && taken < need && (kth == UINT64_MAX || mfr_hash2(step_seed, (uint64_t)(c0 + j)) <= kth)) {
+			keep = 1;
+			taken++;
+		}
+		if (keep)
+			sampled[count++] = j;
+		pos[j] = 0;
+	}
+	return count;
+}
+
 int64_t MFR_PFC(sample)(MFR_PFC_T *p, const int32_t *labels, int n, uint64_t step_seed, mfr_error *e)
 {
 	if (n < 1 || n > p->max_batch)
@@ -154,40 +192,14 @@ int64_t MFR_PFC(sample)(MFR_PFC_T *p, const int32_t *labels, int n, uint64_t ste
 	for (int64_t j = 0; j < p->nsamp; j++) /* forget the last step's columns */
 		p->col[p->sampled[j]] = -1;
 	p->nsamp = 0;
-	int64_t npos = 0;
-	for (int i = 0; i < n; i++) {
-		if (labels[i] < 0 || labels[i] >= p->classes)
-			return mfr_fail(e, "label %d of row %d outside the %lld classes", labels[i], i, (long long)p->classes);
-		int64_t l = labels[i] - p->c0;
-		if (l >= 0 && l < p->nl && !p->pos[l]) {
-			p->pos[l] = 1;
-			npos++;
-		}
-	}
-	int64_t quota = p->rate >= 1 ? p->nl : (int64_t)ceil(p->rate * (double)p->nl);
-	int64_t need = quota > npos ? quota - npos : 0; /* negatives to draw */
-	uint64_t kth = UINT64_MAX;
-	if (need > 0 && need < p->nl - npos) {
-		int64_t m = 0;
-		for (int64_t j = 0; j < p->nl; j++)
-			if (!p->pos[j])
-				p->keys[m++] = mfr_hash2(step_seed, (uint64_t)(p->c0 + j));
-		kth = select_kth(p->keys, m, need - 1);
-	}
-	int64_t taken = 0;
-	for (int64_t j = 0; j < p->nl; j++) {
-		int keep = p->pos[j];
-		if (!keep && taken < need && (kth == UINT64_MAX || mfr_hash2(step_seed, (uint64_t)(p->c0 + j)) <= kth)) {
-			keep = 1;
-			taken++;
-		}
-		if (keep) {
-			p->col[j] = p->nsamp;
-			p->sampled[p->nsamp++] = j;
-		}
-		p->pos[j] = 0;
-	}
-	return p->nsamp;
+	int64_t count = MFR_PFC(choose)(p->classes, p->c0, p->nl, p->rate, labels, n, step_seed, p->pos, p->keys,
+					p->sampled, e);
+	if (count < 0)
+		return -1;
+	for (int64_t k = 0; k < count; k++)
+		p->col[p->sampled[k]] = k;
+	p->nsamp = count;
+	return count;
 }
 
 /* Target logit before the scale, and its derivative in the cosine. */

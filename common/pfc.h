@@ -71,13 +71,25 @@ mfr_real *MFR_PFC(momentum)(MFR_PFC_T *p);
 void MFR_PFC(range)(const MFR_PFC_T *p, int64_t *c0, int64_t *c1);
 
 /* Row c drawn from N(0, 0.01^2) by an rng seeded with hash(seed, c): the same
- * logical matrix on any number of ranks. Momentum zeroed. */
+ * logical matrix on any number of ranks. Momentum zeroed. Exactly: entry k
+ * of row c is (float)(0.01 * mfr_rng_normal(&r)), the k-th call on
+ * r = {mfr_hash2(seed, c)} (each call takes two draws); gpfc.cu repeats
+ * this on the device. */
 void MFR_PFC(init)(MFR_PFC_T *p, uint64_t seed);
 
 /* Step 1 above for labels[0..n) (the global batch; labels outside 0..C-1
  * are an error). step_seed decides the negatives. Returns the number of
  * rows sampled on this rank, or -1 with e filled. */
 int64_t MFR_PFC(sample)(MFR_PFC_T *p, const int32_t *labels, int n, uint64_t step_seed, mfr_error *e);
+
+/* Step 1 without a shard object, what sample runs and the GPU classifier
+ * (gpfc.h) shares: the shard [c0, c0 + nl) of classes classes at rate, for
+ * labels[0..n). sampled (nl entries) receives the chosen local indices,
+ * ascending; pos (nl bytes, all zero) and keys (nl) are scratch, pos left
+ * all zero again. Returns the count, or -1 with e filled for a label
+ * outside 0..classes-1 (nothing written then). */
+int64_t MFR_PFC(choose)(int64_t classes, int64_t c0, int64_t nl, double rate, const int32_t *labels, int n,
+			uint64_t step_seed, uint8_t *pos, uint64_t *keys, int64_t *sampled, mfr_error *e);
 /* The sampled classes (ascending, local indices) of the last sample call. */
 const int64_t *MFR_PFC(sampled)(const MFR_PFC_T *p, int64_t *count);
 

@@ -14,10 +14,15 @@
 #include "arch.h"     /* defines: mfr_arch_load, mfr_arch_format */
 #include "cli.h"      /* defines: mfr_now, mfr_progress */
 #include "dnnl_cpu.h" /* defines: mfr_cpu_set_threads, mfr_cpu_backend */
+#include "gpu.h"      /* defines: mfr_dtype_name */
+#include "infer.h"    /* defines: mfr_device_select */
 #include "loader.h"   /* defines: mfr_loader_* */
 #include "maskaug.h"  /* defines: mfr_maskaug_selected, mfr_maskaug_apply */
 #include "model.h"    /* defines: mfr_model_* */
 #include "net.h"      /* defines: mfr_net_* */
+#ifdef MFR_HAVE_CUDA
+#include "gtrain.h" /* defines: mfr_gtrain_* */
+#endif
 
 #define STATE_SECTION 0x8001u /* the checkpoint's state: data-formats.md 9.7 */
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -45,6 +50,7 @@ void mfr_train_defaults(mfr_train_config *c)
 	c->log_every = 10;
 	c->loader_threads = 2;
 	c->prefetch = 2;
+	c->dtype = MFR_F16;
 }
 
 /* The architecture with the run's dropout, and its embedding size. */
@@ -79,7 +85,7 @@ static uint64_t all_params(const mfr_arch *a)
 /* ---- the memory planner ---- */
 
 int mfr_train_plan_make(mfr_train_plan *p, int64_t C, int d, int N, int k, double rate, const char *arch,
-			int prefetch, mfr_error *e)
+			int prefetch, int dtype, mfr_error *e)
 {
 	memset(p, 0, sizeof *p);
 	if (C < 1 || d < 1 || N < 1 || k < 1 || !(rate > 0 && rate <= 1))
@@ -114,6 +120,11 @@ int mfr_train_plan_make(mfr_train_plan *p, int64_t C, int d, int N, int k, doubl
 		const mfr_shape *in = &a->layers[0].shape;
 		p->loader = (double)(prefetch + 1) * N * in->c * in->h * in->w * 4;
 		p->total += 3 * (double)P * 4 + p->bb_activations + p->loader;
+#ifdef MFR_HAVE_CUDA
+		p->gpu_total = mfr_gtrain_bytes(a, d, N, (mfr_dtype)dtype, C, rate, k);
+#else
+		(void)dtype;
+#endif
 		mfr_arch_free(a);
 	}
 	return 0;
@@ -145,6 +156,9 @@ void mfr_train_plan_print(const mfr_train_plan *p, FILE *f, int64_t C, int d, in
 		gib_line(f, "loader batches:", p->loader, NULL);
 	}
 	gib_line(f, "total:", p->total, arch ? NULL : "(classifier only: no --arch)");
+	if (p->gpu_total > 0)
+		gib_line(f, "on a GPU:", p->gpu_total,
+			 "device memory per rank of a GPU run (backbone in --dtype, classifier fp32, workspaces)");
 }
 
 /* ---- the schedule ---- */
@@ -182,7 +196,43 @@ typedef struct {
 	mfr_loader *ld;
 	uint64_t spe, n;
 	mfr_input_spec input;
+#ifdef MFR_HAVE_CUDA
+	mfr_gtrain *gt;   /* the step on a GPU; net and mom are then host copies for checkpoints */
+#endif
+	float *fcw, *fcm; /* a GPU run's classifier shard on the host, while checkpointing */
 } run;
+
+/* The classifier shard's rows and momentum on the host: the CPU classifier's
+ * own, or a GPU run's copies (fc_host). */
+static float *fc_weights(run *r) { return r->fc ? mfr_pfc_weights(r->fc) : r->fcw; }
+static float *fc_momentum(run *r) { return r->fc ? mfr_pfc_momentum(r->fc) : r->fcm; }
+
+/* A GPU run: host buffers for its classifier shard (freed by fc_host_done).
+ * get = 1 also copies the device state down. */
+static int fc_host(run *r, int get, mfr_error *e)
+{
+#ifdef MFR_HAVE_CUDA
+	if (!r->gt)
+		return 0;
+	int64_t c0, c1;
+	mfr_pfc_shard(r->C, r->rank, r->k, &c0, &c1);
+	size_t n = (size_t)(c1 - c0) * (size_t)r->D;
+	if (!(r->fcw = malloc((n ? n : 1) * sizeof *r->fcw)) || !(r->fcm = malloc((n ? n : 1) * sizeof *r->fcm)))
+		return mfr_fail(e, "out of memory for a host copy of the classifier shard (%zu values)", n);
+	if (get && mfr_gtrain_get_state(r->gt, mfr_net_params(r->net), r->mom, r->fcw, r->fcm, e) < 0)
+		return -1;
+#else
+	(void)r, (void)get, (void)e;
+#endif
+	return 0;
+}
+
+static void fc_host_done(run *r)
+{
+	free(r->fcw);
+	free(r->fcm);
+	r->fcw = r->fcm = NULL;
+}
 
 static int64_t *shard_counts(const run *r, int per_row)
 {
@@ -221,8 +271,8 @@ static int save_checkpoint(run *r, const char *path, uint64_t step, mfr_error *e
 		free(W), free(M), free(cnt);
 		mfr_comm_abort(r->comm, 1); /* the others are about to send */
 	}
-	mfr_comm_gatherv(r->comm, mfr_pfc_weights(r->fc), W, cnt, MFR_F32);
-	mfr_comm_gatherv(r->comm, mfr_pfc_momentum(r->fc), M, cnt, MFR_F32);
+	mfr_comm_gatherv(r->comm, fc_weights(r), W, cnt, MFR_F32);
+	mfr_comm_gatherv(r->comm, fc_momentum(r), M, cnt, MFR_F32);
 	if (r->rank != 0) {
 		free(cnt);
 		return 0;
@@ -344,8 +394,8 @@ bad:
 		mfr_fail(e, "out of memory");
 		mfr_comm_abort(r->comm, 1);
 	}
-	mfr_comm_scatterv(r->comm, W, mfr_pfc_weights(r->fc), cnt, MFR_F32);
-	mfr_comm_scatterv(r->comm, M, mfr_pfc_momentum(r->fc), cnt, MFR_F32);
+	mfr_comm_scatterv(r->comm, W, fc_weights(r), cnt, MFR_F32);
+	mfr_comm_scatterv(r->comm, M, fc_momentum(r), cnt, MFR_F32);
 	free(cnt);
 	mfr_model_free(&m);
 	return head[1];
@@ -461,6 +511,43 @@ static double clip_grads(run *r)
 	return norm;
 }
 
+/* A checkpoint of the run's state: a GPU run's comes down to the host first.
+ * Collective; a rank that cannot make its host copy ends the job (the others
+ * would wait for its shard). */
+static int save_state(run *r, const char *path, uint64_t step, mfr_error *e)
+{
+	if (fc_host(r, 1, e) < 0) {
+		fprintf(stderr, "mfr-train: rank %d: %s\n", r->rank, e->msg);
+		mfr_comm_abort(r->comm, 1);
+	}
+	int rc = save_checkpoint(r, path, step, e);
+	fc_host_done(r);
+	return rc;
+}
+
+/* This rank's index among the ranks of its node, from the launcher's
+ * environment (OpenMPI, MPICH/Hydra, Slurm, torchrun's convention); 0. */
+static int local_rank(void)
+{
+	static const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"};
+	for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+		const char *v = getenv(vars[i]);
+		if (v && *v)
+			return atoi(v) > 0 ? atoi(v) : 0;
+	}
+	return 0;
+}
+
+static const char *compute_name(const run *r)
+{
+#ifdef MFR_HAVE_CUDA
+	if (r->gt)
+		return mfr_gtrain_describe(r->gt);
+#endif
+	(void)r;
+	return mfr_cpu_backend();
+}
+
 int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 {
 	run R = {.c = c, .comm = comm, .rank = mfr_comm_rank(comm), .k = mfr_comm_size(comm), .B = c->batch};
@@ -532,14 +619,36 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		r->C = c->classes;
 	}
 	mfr_train_plan plan;
-	if (mfr_train_plan_make(&plan, r->C, r->D, r->B, r->k, c->sample_rate, c->arch, c->prefetch, e) < 0)
+	if (mfr_train_plan_make(&plan, r->C, r->D, r->B, r->k, c->sample_rate, c->arch, c->prefetch, c->dtype, e) < 0)
 		goto out_init;
 	if (c->mem_limit > 0 && plan.total > c->mem_limit) {
 		mfr_fail(e, "the plan needs %.3f GiB per rank, over --mem-limit %.3f GiB (see --plan; more ranks or a lower --sample-rate shrink the classifier)",
 			 plan.total / GIB, c->mem_limit / GIB);
 		goto out_init;
 	}
-	if (!(r->net = mfr_net_new(r->a, r->B, 1, e)))
+	/* where the step runs: the same on every rank (a GPU only when all have one) */
+	const char *device = c->device ? c->device : mfr_device_default();
+	int gpu_dev = 0, on_gpu = mfr_device_select(device, &gpu_dev, e);
+	if (on_gpu < 0)
+		goto out_init;
+	int32_t all = on_gpu;
+	mfr_comm_allreduce(comm, &all, 1, MFR_I32, MFR_SUM);
+	if (all != r->k) {
+		if (on_gpu && strcmp(device, "auto")) {
+			mfr_fail(e, "device %s: some ranks have no GPU", device);
+			goto out_init;
+		}
+		on_gpu = 0;
+	}
+	if (on_gpu && !strchr(device, ':')) /* one GPU per rank: by the rank on its node */
+		gpu_dev = local_rank() % mfr_gpu_count(NULL, 0);
+	if (on_gpu && c->mem_limit > 0 && plan.gpu_total > c->mem_limit) {
+		mfr_fail(e, "the plan needs %.3f GiB of GPU memory per rank, over --mem-limit %.3f GiB", plan.gpu_total / GIB,
+			 c->mem_limit / GIB);
+		goto out_init;
+	}
+	/* a GPU run keeps a host copy of the parameters only for loading and saving */
+	if (!(r->net = on_gpu ? mfr_net_new(r->a, 1, 0, e) : mfr_net_new(r->a, r->B, 1, e)))
 		goto out_init;
 	r->ptotal = mfr_net_param_total(r->net);
 	if (!(r->mom = calloc(r->ptotal, sizeof *r->mom))) {
@@ -552,9 +661,22 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	} else
 		mfr_net_init(r->net, c->seed);
 	mfr_model_free(&init);
-	if (!(r->fc = mfr_pfc_new(r->C, r->D, c->sample_rate, r->G, r->rank, r->k, e)))
-		goto out;
-	mfr_pfc_init(r->fc, mfr_hash2(c->seed, 0x636c6173ull));
+	if (on_gpu) {
+#ifdef MFR_HAVE_CUDA
+		mfr_gtrain_config gcfg = {.device = gpu_dev, .dtype = (mfr_dtype)c->dtype, .batch = r->B, .classes = r->C,
+					  .sample_rate = c->sample_rate, .sparse_momentum = c->sparse_momentum,
+					  .margin = c->margin, .momentum = c->momentum, .wd = c->wd, .fc_wd = c->fc_wd,
+					  .clip = c->clip, .tf32 = c->tf32};
+		if (!(r->gt = mfr_gtrain_new(&gcfg, comm, r->a, r->D, e)) ||
+		    mfr_gtrain_put_state(r->gt, mfr_net_params(r->net), r->mom, NULL, NULL, e) < 0)
+			goto out;
+		mfr_gtrain_init_classifier(r->gt, mfr_hash2(c->seed, 0x636c6173ull));
+#endif
+	} else {
+		if (!(r->fc = mfr_pfc_new(r->C, r->D, c->sample_rate, r->G, r->rank, r->k, e)))
+			goto out;
+		mfr_pfc_init(r->fc, mfr_hash2(c->seed, 0x636c6173ull));
+	}
 	if (!(F = malloc((size_t)r->G * r->D * sizeof *F)) || !(dF = malloc((size_t)r->G * r->D * sizeof *dF)) ||
 	    !(L = malloc((size_t)r->G * sizeof *L))) {
 		mfr_fail(e, "out of memory");
@@ -565,7 +687,14 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	if (c->max_steps > 0 && (uint64_t)c->max_steps < stop)
 		stop = (uint64_t)c->max_steps;
 	if (c->resume) {
+		if (fc_host(r, 0, e) < 0)
+			goto out;
 		int64_t s = load_checkpoint(r, c->resume, e);
+#ifdef MFR_HAVE_CUDA
+		if (s >= 0 && r->gt && mfr_gtrain_put_state(r->gt, mfr_net_params(r->net), r->mom, r->fcw, r->fcm, e) < 0)
+			s = -1;
+#endif
+		fc_host_done(r);
 		if (s < 0)
 			goto out;
 		step = (uint64_t)s;
@@ -579,7 +708,7 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 			r->B, r->G, (unsigned long long)r->spe, c->epochs, (unsigned long long)total,
 			stop < total ? ", stopping early" : "", c->lr * r->G / 256.0, c->lr,
 			c->margin.m2 == 0 && c->margin.m1 == 1 ? "cosface" : "margin", c->margin.s, c->margin.m1, c->margin.m2,
-			c->margin.m3, c->sample_rate, c->sparse_momentum ? "sparse" : "dense", c->mask_ratio, mfr_cpu_backend(),
+			c->margin.m3, c->sample_rate, c->sparse_momentum ? "sparse" : "dense", c->mask_ratio, compute_name(r),
 			mfr_comm_describe(comm), c->resume ? "; resuming" : "");
 		if (c->resume)
 			fprintf(stderr, "mfr-train: resumed at step %llu (epoch %.2f)\n", (unsigned long long)step,
@@ -601,7 +730,7 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	if (r->rank == 0)
 		mfr_progress_start(&bar, "training", stop > step ? stop - step : 0);
 	double t0 = mfr_now(), tlog = t0, wait_sum = 0, loss_sum = 0, acc_sum = 0, gnorm = 0;
-	uint64_t first = step, since = 0;
+	uint64_t first = step, since = 0, skipped = 0;
 	while (step < stop) {
 		double lr = mfr_train_lr(c, r->G, step, r->spe), wait, loss, acc;
 		float *x;
@@ -610,13 +739,27 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		if (mfr_loader_next(r->ld, &x, &lab, &ids, &wait, e) < 0)
 			goto out;
 		wait_sum += wait;
-		if (mfr_net_forward(r->net, x, r->B, 1, mfr_hash2(mfr_hash2(c->seed, step), (uint64_t)r->rank), e) < 0)
+		uint64_t fwd_seed = mfr_hash2(mfr_hash2(c->seed, step), (uint64_t)r->rank);
+		uint64_t pfc_seed = mfr_hash2(c->seed ^ 0x70666373ull, step);
+#ifdef MFR_HAVE_CUDA
+		if (r->gt) {
+			int skip;
+			mfr_error se;
+			if (mfr_gtrain_step(r->gt, x, lab, fwd_seed, pfc_seed, lr, &loss, &acc, &gnorm, &skip, &se) < 0) {
+				mfr_fail(e, "step %llu: %s", (unsigned long long)step, se.msg);
+				goto out;
+			}
+			skipped += (uint64_t)skip;
+			goto stepped;
+		}
+#endif
+		if (mfr_net_forward(r->net, x, r->B, 1, fwd_seed, e) < 0)
 			goto out;
 		size_t dim;
 		float *emb = mfr_net_output(r->net, 0, &dim);
 		mfr_comm_allgather(comm, emb, F, (size_t)r->B * r->D, MFR_F32);
 		mfr_comm_allgather(comm, lab, L, (size_t)r->B, MFR_I32);
-		if (mfr_pfc_sample(r->fc, L, r->G, mfr_hash2(c->seed ^ 0x70666373ull, step), e) < 0 ||
+		if (mfr_pfc_sample(r->fc, L, r->G, pfc_seed, e) < 0 ||
 		    mfr_pfc_forward_backward(r->fc, comm, F, L, r->G, &c->margin, &loss, &acc, dF, e) < 0)
 			goto out;
 		if (!isfinite(loss)) {
@@ -631,6 +774,9 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		gnorm = clip_grads(r);
 		backbone_step(r, lr);
 		mfr_pfc_step(r->fc, lr, c->momentum, c->fc_wd, c->sparse_momentum);
+#ifdef MFR_HAVE_CUDA
+	stepped:
+#endif
 		step++, since++;
 		loss_sum += loss, acc_sum += acc;
 		if (r->rank == 0)
@@ -658,15 +804,21 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 			tlog = now, since = 0, wait_sum = loss_sum = acc_sum = 0;
 		}
 		if (c->checkpoint && c->save_every > 0 && step % (uint64_t)c->save_every == 0 && step < stop &&
-		    save_checkpoint(r, c->checkpoint, step, e) < 0)
+		    save_state(r, c->checkpoint, step, e) < 0)
 			goto out;
 	}
 	if (r->rank == 0)
 		mfr_progress_end(&bar);
-	if (c->checkpoint && save_checkpoint(r, c->checkpoint, step, e) < 0)
+	if (c->checkpoint && save_state(r, c->checkpoint, step, e) < 0)
 		goto out;
+#ifdef MFR_HAVE_CUDA
+	if (r->gt && mfr_gtrain_get_state(r->gt, mfr_net_params(r->net), NULL, NULL, NULL, e) < 0)
+		goto out;
+#endif
 	if (r->rank == 0 && c->output && save_model(r, c->output, e) < 0)
 		goto out;
+	if (r->rank == 0 && skipped)
+		fprintf(stderr, "mfr-train: %llu steps skipped by fp16 overflow (loss scaling)\n", (unsigned long long)skipped);
 	if (r->rank == 0)
 		fprintf(stderr, "mfr-train: %llu steps in %.1f s%s%s\n", (unsigned long long)(step - first), mfr_now() - t0,
 			c->output ? ", model in " : "", c->output ? c->output : "");
@@ -681,6 +833,10 @@ out:
 	mfr_loader_close(r->ld);
 	mfr_mask_templates_free(templates);
 	mfr_pfc_free(r->fc);
+#ifdef MFR_HAVE_CUDA
+	mfr_gtrain_free(r->gt);
+#endif
+	fc_host_done(r);
 	mfr_net_free(r->net);
 	free(r->mom);
 	free(r->arch_text);

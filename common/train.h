@@ -65,6 +65,9 @@ typedef struct {
 	int64_t save_every;        /* steps, 0: only at the end */
 	int log_every;
 	/* resources */
+	const char *device;        /* "cpu", "cuda", "cuda:N" or "auto" (infer.h); NULL: MFR_DEVICE or "auto" */
+	int dtype;                 /* the GPU backbone's element type (mfr_dtype); the classifier is fp32 */
+	int tf32;                  /* GPU fp32 GEMMs and convolutions on TF32 */
 	int threads, loader_threads, prefetch;
 	double mem_limit;          /* bytes per rank, 0: none */
 	/* online mask augmentation (maskaug.h): each (epoch, face) masked with
@@ -74,7 +77,8 @@ typedef struct {
 } mfr_train_config;
 
 /* Paper defaults: CosFace m = 0.4, s = 64, SGD 0.9, wd 1e-4, lr 0.1 per 256,
- * step decay x0.1 at epochs 5, 9, 12, 15 of 17, dropout 0.4, batch 64. */
+ * step decay x0.1 at epochs 5, 9, 12, 15 of 17, dropout 0.4, batch 64; the
+ * default device (MFR_DEVICE, or a GPU when there is one), fp16 backbone there. */
 void mfr_train_defaults(mfr_train_config *c);
 
 /* The per-rank memory plan. classifier_paper is the paper's
@@ -85,6 +89,7 @@ typedef struct {
 	double fc_weight, fc_momentum, fc_grad, fc_logits, classifier_paper, classifier_alloc;
 	double bb_params, bb_grads, bb_momentum, bb_activations, loader;
 	double total;
+	double gpu_total;          /* device bytes per rank of a GPU run (with arch; 0 without CUDA) */
 	int64_t local_classes;
 	uint64_t backbone_params;
 } mfr_train_plan;
@@ -95,7 +100,7 @@ int mfr_train_arch_dim(const char *arch, int *dim, mfr_error *e);
 /* Fills p for classes C, embedding d, batch N per rank, k ranks, rate r;
  * arch (preset or file) may be NULL (no backbone lines). -1 with e filled. */
 int mfr_train_plan_make(mfr_train_plan *p, int64_t C, int d, int N, int k, double rate, const char *arch,
-			int prefetch, mfr_error *e);
+			int prefetch, int dtype, mfr_error *e);
 /* Prints p as the readable table of `mfr-train --plan`. */
 void mfr_train_plan_print(const mfr_train_plan *p, FILE *f, int64_t C, int d, int N, int k, double rate, const char *arch);
 

@@ -15,6 +15,11 @@
 
 #define MFR_VERSION "0.1.0"
 
+/* Element types, one list for every part that moves typed arrays: the
+ * collectives (comm.h: f32, f64, i32, i64, u8) and the GPU's tensors (gpu.h:
+ * f32, f16, bf16). */
+typedef enum { MFR_F32 = 0, MFR_F16 = 1, MFR_BF16 = 2, MFR_F64 = 3, MFR_I32 = 4, MFR_I64 = 5, MFR_U8 = 6 } mfr_dtype;
+
 /* An error message carried back to the caller. msg[0] == 0 means no error. */
 typedef struct {
 	char msg[512];

@@ -18,17 +18,19 @@
 #include "feed.h"   /* defines: mfr_face_to_input */
 #include "image.h"  /* defines: mfr_image_decode, mfr_align_face */
 #include "model.h"  /* defines: mfr_model_load */
-#include "net.h"    /* defines: mfr_net_* */
+#include "infer.h"  /* defines: mfr_infer_*, mfr_device_select */
 #include "record.h" /* defines: mfr_face_decode, mfr_embedding_encode */
 #include "stream.h" /* defines: mfr_reader_*, mfr_writer_* */
 
-enum { O_DESCRIBE = 256, O_FLIP, O_NORMALIZE, O_FP16, O_OUTPUT_NAME, O_CAP };
+enum { O_DESCRIBE = 256, O_FLIP, O_NORMALIZE, O_FP16, O_OUTPUT_NAME, O_DEVICE, O_DTYPE };
 
 static const mfr_option opts[] = {
 	{"model", 'm', "MODEL", "the model file (.mfrm)"},
 	{"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed on success) instead of stdout"},
 	{"batch", 'b', "N", "images per forward pass, 1..4096 (default 32)"},
 	{"threads", 'j', "N", "compute threads, 0 = all cores (default 0)"},
+	{"device", O_DEVICE, "DEV", "cpu, cuda, cuda:N, or auto: the first GPU if there is one (default: $MFR_DEVICE, else auto)"},
+	{"dtype", O_DTYPE, "T", "the GPU's arithmetic: fp16 (default), bf16 or fp32 (ignored on the CPU)"},
 	{"flip", O_FLIP, NULL, "add the features of the horizontally mirrored image"},
 	{"normalize", O_NORMALIZE, NULL, "L2-normalise each embedding"},
 	{"fp16", O_FP16, NULL, "store the vectors as fp16 instead of fp32"},
@@ -39,7 +41,7 @@ static const mfr_option opts[] = {
 
 static const mfr_tool tool = {
 	"mfr-embed",
-	"-m MODEL [-b N] [-j N] [--flip] [--normalize] [--fp16] [--layer NAME] [-o FILE] [FILE...]\n"
+	"-m MODEL [-b N] [-j N] [--device DEV] [--dtype T] [--flip] [--normalize] [--fp16] [--layer NAME] [-o FILE] [FILE...]\n"
 	"--describe ARCH",
 	"Embed the faces of FACE streams with a model into an EMBEDDING stream (stdout unless -o).\n"
 	"No FILE, or -, reads stdin. Presets for --describe: r18 r34 r50 r100 r200 resnet50\n"
@@ -86,8 +88,8 @@ static void mirror(float *x, int n, int C, int H, int W)
 
 int main(int argc, char **argv)
 {
-	const char *model_path = NULL, *out = NULL, *describe = NULL, *layer = NULL;
-	int batch = 32, threads = 0, flip = 0, normalize = 0, fp16 = 0, c;
+	const char *model_path = NULL, *out = NULL, *describe = NULL, *layer = NULL, *device = NULL;
+	int batch = 32, threads = 0, flip = 0, normalize = 0, fp16 = 0, dtype = MFR_F16, c;
 	while ((c = mfr_getopt(&tool, argc, argv)) != -1) {
 		switch (c) {
 		case 'm': model_path = optarg; break;
@@ -99,6 +101,11 @@ int main(int argc, char **argv)
 		case O_FP16: fp16 = 1; break;
 		case O_OUTPUT_NAME: layer = optarg; break;
 		case O_DESCRIBE: describe = optarg; break;
+		case O_DEVICE: device = optarg; break;
+		case O_DTYPE:
+			if ((dtype = mfr_dtype_parse(optarg)) < 0)
+				mfr_usage_error("--dtype: unknown type '%s' (fp16, bf16, fp32)", optarg);
+			break;
 		}
 	}
 	mfr_error e;
@@ -137,8 +144,8 @@ int main(int argc, char **argv)
 		if (out_k < 0)
 			mfr_die("'%s': '%s' is not an output of the architecture", model_path, layer);
 	}
-	mfr_net *net = mfr_net_new(a, batch, 0, &e);
-	if (!net || mfr_net_load(net, &m, &e) < 0)
+	mfr_infer *net = mfr_infer_new(a, &m, batch, device, (mfr_dtype)dtype, &e);
+	if (!net)
 		mfr_die("'%s': %s", model_path, e.msg);
 	const mfr_shape *os = &a->layers[a->outputs[out_k]].shape;
 	size_t dim = (size_t)os->c * os->h * os->w;
@@ -162,9 +169,9 @@ int main(int argc, char **argv)
 	fd.ids = malloc((size_t)batch * sizeof *fd.ids);
 	fd.labels = malloc((size_t)batch * sizeof *fd.labels);
 	fd.flags = malloc((size_t)batch * sizeof *fd.flags);
-	float *acc = malloc((size_t)batch * dim * sizeof *acc), *vec = malloc(dim * sizeof *vec);
+	float *acc = malloc((size_t)batch * dim * sizeof *acc), *mir = malloc((size_t)batch * dim * sizeof *mir);
 	uint8_t *buf = malloc(mfr_embedding_size(&s));
-	if (!fd.x || !fd.ids || !fd.labels || !fd.flags || !acc || !vec || !buf || !(fd.jpeg = mfr_jpeg_new(&e)))
+	if (!fd.x || !fd.ids || !fd.labels || !fd.flags || !acc || !mir || !buf || !(fd.jpeg = mfr_jpeg_new(&e)))
 		mfr_die("out of memory");
 	mfr_progress pr;
 	mfr_progress_start(&pr, "mfr-embed", 0);
@@ -187,16 +194,14 @@ int main(int argc, char **argv)
 			feed(&fd, &rec, &f, k++);
 		}
 		if (k == batch || (!more && k > 0)) {
-			if (mfr_net_forward(net, fd.x, k, 0, 0, &e) < 0)
+			if (mfr_infer_run(net, fd.x, k, out_k, acc, &e) < 0)
 				mfr_die_error(&e);
-			memcpy(acc, mfr_net_output(net, out_k, NULL), (size_t)k * dim * sizeof *acc);
 			if (flip) {
 				mirror(fd.x, k, 3, fd.H, fd.W);
-				if (mfr_net_forward(net, fd.x, k, 0, 0, &e) < 0)
+				if (mfr_infer_run(net, fd.x, k, out_k, mir, &e) < 0)
 					mfr_die_error(&e);
-				const float *o = mfr_net_output(net, out_k, NULL);
 				for (size_t i = 0; i < (size_t)k * dim; i++)
-					acc[i] += o[i];
+					acc[i] += mir[i];
 			}
 			for (int i = 0; i < k; i++) {
 				float *v = acc + (size_t)i * dim;
@@ -227,18 +232,17 @@ int main(int argc, char **argv)
 	mfr_reader_close(r);
 	if (mfr_writer_close(w, &e) < 0)
 		mfr_die_error(&e);
-	fprintf(stderr, "mfr-embed: %llu faces in %.2f s (%.1f img/s%s; %s, %d threads)\n", (unsigned long long)done,
-		secs, secs > 0 ? done / secs : 0.0, flip ? ", each also mirrored" : "", mfr_cpu_backend(),
-		mfr_cpu_threads());
+	fprintf(stderr, "mfr-embed: %llu faces in %.2f s (%.1f img/s%s; %s)\n", (unsigned long long)done, secs,
+		secs > 0 ? done / secs : 0.0, flip ? ", each also mirrored" : "", mfr_infer_describe(net));
 	mfr_jpeg_free(fd.jpeg);
 	free(fd.x);
 	free(fd.ids);
 	free(fd.labels);
 	free(fd.flags);
 	free(acc);
-	free(vec);
+	free(mir);
 	free(buf);
-	mfr_net_free(net);
+	mfr_infer_free(net);
 	mfr_arch_free(a);
 	mfr_model_free(&m);
 	return mfr_close_stdout(0);

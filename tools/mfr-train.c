@@ -8,13 +8,14 @@
 
 #include "cli.h"   /* defines: mfr_getopt, mfr_die, mfr_parse_* */
 #include "comm.h"  /* defines: mfr_comm_* */
+#include "gpu.h"   /* defines: mfr_dtype_parse */
 #include "train.h" /* defines: mfr_train_config, mfr_train_run, mfr_train_plan_* */
 
 enum {
 	O_PLAN = 256, O_CLASSES, O_EMB, O_RANKS, O_RATE, O_MARGIN, O_M1, O_M2, O_M3, O_SCALE, O_DROPOUT, O_MOMENTUM,
 	O_WD, O_FC_WD, O_LR, O_WARMUP, O_EPOCHS, O_DECAY, O_DECAY_EPOCHS, O_GAMMA, O_POWER, O_CLIP, O_SEED, O_INIT,
 	O_RESUME, O_CKPT, O_SAVE_EVERY, O_LOG, O_LOG_EVERY, O_MAX_STEPS, O_LOADER, O_PREFETCH, O_MEM, O_FC_MOM,
-	O_MASK_RATIO, O_MASK_TEMPLATES
+	O_MASK_RATIO, O_MASK_TEMPLATES, O_DEVICE, O_DTYPE, O_TF32
 };
 
 static const mfr_option opts[] = {
@@ -22,6 +23,9 @@ static const mfr_option opts[] = {
 	{"output", 'o', "MODEL", "write the trained backbone to MODEL (.mfrm, via MODEL.tmp)"},
 	{"batch", 'b', "N", "images per rank and step, 1..65536 (default 64)"},
 	{"threads", 'j', "N", "compute threads per rank, 0 = all cores (default 0)"},
+	{"device", O_DEVICE, "DEV", "cpu, cuda (each rank the GPU of its local rank), cuda:N, or auto: GPUs when every rank has one (default: $MFR_DEVICE, else auto)"},
+	{"dtype", O_DTYPE, "T", "GPU backbone arithmetic: fp16 with dynamic loss scaling (default), bf16 or fp32; the classifier is fp32"},
+	{"tf32", O_TF32, NULL, "GPU fp32: let GEMMs and convolutions use TF32 tensor cores"},
 	{"margin", O_MARGIN, "KIND", "cosface (m3 = 0.4, default), arcface (m2 = 0.5) or combined (set --m1 --m2 --m3)"},
 	{"m1", O_M1, "X", "combined margin cos(m1 theta + m2) - m3: the multiplicative angular margin (default 1)"},
 	{"m2", O_M2, "X", "the additive angular margin (ArcFace 0.5)"},
@@ -173,6 +177,12 @@ int main(int argc, char **argv)
 		case O_MASK_RATIO: c.mask_ratio = mfr_parse_real(optarg, 0, 1, "mask ratio"); break;
 		case O_MASK_TEMPLATES: c.mask_templates = optarg; break;
 		case O_PLAN: plan = 1; break;
+		case O_DEVICE: c.device = optarg; break;
+		case O_DTYPE:
+			if ((c.dtype = mfr_dtype_parse(optarg)) < 0)
+				mfr_usage_error("--dtype: unknown type '%s' (fp16, bf16, fp32)", optarg);
+			break;
+		case O_TF32: c.tf32 = 1; break;
 		case O_CLASSES: c.classes = mfr_parse_int(optarg, 1, 1ll << 40, "classes"); break;
 		case O_EMB: emb = (int)mfr_parse_int(optarg, 1, 65536, "embedding size"); break;
 		case O_RANKS: ranks = (int)mfr_parse_int(optarg, 1, 1 << 20, "ranks"); break;
@@ -198,7 +208,7 @@ int main(int argc, char **argv)
 			emb = dim;
 		else if (emb != dim)
 			arch = NULL; /* another embedding size: the classifier alone */
-		if (mfr_train_plan_make(&p, c.classes, emb, c.batch, ranks, c.sample_rate, arch, c.prefetch, &e) < 0)
+		if (mfr_train_plan_make(&p, c.classes, emb, c.batch, ranks, c.sample_rate, arch, c.prefetch, c.dtype, &e) < 0)
 			mfr_die_error(&e);
 		if (mfr_comm_rank(comm) == 0) {
 			if (!arch)

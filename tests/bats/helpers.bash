@@ -6,13 +6,17 @@
 #
 # Environment: MFR_BIN (tools folder, default bin, relative to the top folder),
 # MFR_DATA (real data, default ../shared/data; tests that need it skip).
+# The tool tests pin the tools to the CPU (MFR_DEVICE=cpu): their figures and
+# bit-for-bit checks are the CPU's; tests/bats/gpu.bats asks for the GPU
+# explicitly.
 
 REPO=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
 BIN=${MFR_BIN:-bin}
 case $BIN in /*) ;; *) BIN=$REPO/$BIN ;; esac
 DATA=${MFR_DATA:-$REPO/../shared/data}
 PATH=$BIN:$PATH
-export PATH REPO BIN DATA
+MFR_DEVICE=cpu
+export PATH REPO BIN DATA MFR_DEVICE
 
 # Every test starts in its own empty folder.
 common_setup() {

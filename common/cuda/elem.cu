@@ -1,0 +1,761 @@
+/* elem.cu — the element-wise and per-channel launchers of the CUDA backend
+ * (contracts in gpu.h and gpu_layers.h): type conversion, NCHW <-> NHWC,
+ * fill, batch norm, PReLU, ReLU, sigmoid, add, channel concat, dropout, L2
+ * normalisation of rows, and the fp32 optimizer helpers (SGD, sum of
+ * squares, scale).
+ *
+ * Not the convolutions, pooling or attention blocks (other .cu files). The
+ * kernels are simple grid-stride loops in float32 whatever the storage type.
+ * Per-channel sums (batch norm statistics and gradients, PReLU's slope
+ * gradient) and the sum of squares are deterministic two-stage reductions:
+ * each block writes partial sums to g's scratch in a fixed order, a second
+ * small kernel adds them in a fixed order; no float atomics, so a rerun
+ * gives the same bits. */
+#include "gpu_impl.h" /* defines: struct mfr_gpu, ld/st/acc, block_sum, splitmix_at */
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+
+/* ---- helpers ---- */
+
+/* Scratch for a launcher, or NULL after recording the failure in g (the
+ * launchers return void; mfr_gpu_check reports it). */
+static float *scratch_floats(mfr_gpu *g, size_t count, const char *what)
+{
+	mfr_error e = {{0}};
+	void *p = mfr_gpu_scratch(g, count * sizeof(float), &e);
+	if (!p && !g->launch_err[0])
+		snprintf(g->launch_err, sizeof g->launch_err, "%.40s: %.200s", what, e.msg); /* fits launch_err */
+	return (float *)p;
+}
+
+/* ---- element types and layouts ---- */
+
+__global__ static void convert_kernel(void *dst, int dt, const void *src, int stype, size_t n)
+{
+	MFR_FOR(i, n)
+		st(dst, i, dt, ld(src, i, stype));
+}
+
+/* Transposes each of n matrices src (R rows, S columns, row-major) into dst
+ * (S rows, R columns) through a 32x32 tile in shared memory, so both the
+ * reads and the writes go along rows. Block (32, 8); the grid covers the
+ * tiles of one matrix in x (columns of src) and y (rows of src), and the n
+ * matrices in z; every dimension strides, so any size fits the grid limits.
+ * The loop bounds depend on the block only, so __syncthreads is reached by
+ * every thread. */
+#define TILE 32
+__global__ static void transpose_kernel(void *dst, int dt, const void *src, int stype, int n, int R, int S,
+					int accumulate)
+{
+	__shared__ float tile[TILE][TILE + 1]; /* +1: no bank conflicts on the column reads */
+	int tilesR = (R + TILE - 1) / TILE, tilesS = (S + TILE - 1) / TILE;
+	for (int b = blockIdx.z; b < n; b += gridDim.z)
+		for (int tr = blockIdx.y; tr < tilesR; tr += gridDim.y)
+			for (int ts = blockIdx.x; ts < tilesS; ts += gridDim.x) {
+				size_t base = (size_t)b * R * S;
+				int r0 = tr * TILE, s0 = ts * TILE;
+				for (int j = threadIdx.y; j < TILE; j += blockDim.y) {
+					int r = r0 + j, s = s0 + threadIdx.x;
+					if (r < R && s < S)
+						tile[j][threadIdx.x] = ld(src, base + (size_t)r * S + s, stype);
+				}
+				__syncthreads();
+				for (int j = threadIdx.y; j < TILE; j += blockDim.y) {
+					int s = s0 + j, r = r0 + threadIdx.x;
+					if (r < R && s < S) {
+						size_t o = base + (size_t)s * R + r;
+						float v = tile[threadIdx.x][j];
+						if (accumulate)
+							v += ld(dst, o, dt);
+						st(dst, o, dt, v);
+					}
+				}
+				__syncthreads(); /* the tile is refilled by the next iteration */
+			}
+}
+
+static void transpose(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype, int n, int R, int S,
+		      int accumulate, mfr_gpu *g, const char *what)
+{
+	assert(n >= 0 && R >= 0 && S >= 0);
+	if (n == 0 || R == 0 || S == 0) {
+		mfr_gpu_launched(g, what);
+		return;
+	}
+	unsigned gx = (unsigned)((S + TILE - 1) / TILE), gy = (unsigned)((R + TILE - 1) / TILE);
+	unsigned gz = (unsigned)n;
+	if (gy > 65535)
+		gy = 65535;
+	if (gz > 65535)
+		gz = 65535;
+	/* enough blocks to fill the device, no more: the loops stride over the rest */
+	size_t cap = (size_t)g->sms * 16;
+	if ((size_t)gx * gy > cap)
+		gz = 1;
+	else if ((size_t)gx * gy * gz > cap)
+		gz = (unsigned)(cap / ((size_t)gx * gy));
+	if (gz < 1)
+		gz = 1;
+	transpose_kernel<<<dim3(gx, gy, gz), dim3(TILE, 8), 0, g->stream>>>(dst, dt, src, stype, n, R, S,
+									   accumulate);
+	mfr_gpu_launched(g, what);
+}
+
+__global__ static void fill_kernel(float *p, float value, size_t n)
+{
+	MFR_FOR(i, n)
+		p[i] = value;
+}
+
+extern "C" {
+
+void mfr_convert_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype, size_t n, mfr_gpu *g)
+{
+	convert_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(dst, dt, src, stype, n);
+	mfr_gpu_launched(g, "convert");
+}
+
+/* (n,c,hw) -> (n,hw,c): each image is a c x hw matrix transposed. */
+void mfr_to_nhwc_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype, int n, int c, int hw,
+		      int accumulate, mfr_gpu *g)
+{
+	transpose(dst, dt, src, stype, n, c, hw, accumulate, g, "to_nhwc");
+}
+
+/* (n,hw,c) -> (n,c,hw): each image is an hw x c matrix transposed. */
+void mfr_to_nchw_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype, int n, int c, int hw,
+		      int accumulate, mfr_gpu *g)
+{
+	transpose(dst, dt, src, stype, n, hw, c, accumulate, g, "to_nchw");
+}
+
+void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)
+{
+	fill_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(p, value, n);
+	mfr_gpu_launched(g, "fill");
+}
+
+} /* extern "C" */
+
+/* ---- per-channel sums over M rows of C channels ----
+ *
+ * Stage 1 (chan_partial_kernel): block (32, 8) takes 32 neighbouring
+ * channels (one coalesced 32-wide read per row) and one chunk of rows; its
+ * 8 rows of threads stride over the chunk, then one thread per channel adds
+ * the 8 sums. It writes part[(k*nchunk + chunk)*C + c] for the quantities
+ * k = 0, 1 of the mode. Stage 2 (chunk_total): one warp per channel adds the
+ * nchunk partial sums. */
+#define CH_TILE 32
+#define ROW_THREADS 8
+
+enum {
+	PART_SUM,     /* k0: x */
+	PART_SQDEV,   /* k0: (x - mean)^2 */
+	PART_BN_GRAD, /* k0: dy; k1: dy * (x - mean) * invstd */
+	PART_PRELU    /* k0: dy * x where x <= 0 (or NaN, as the reference) */
+};
+
+__global__ static void chan_partial_kernel(float *part, int mode, const void *x, const void *dy, const float *mean,
+					   const float *invstd, int M, int C, int rpc, int t)
+{
+	__shared__ float sh[2][ROW_THREADS][CH_TILE + 1];
+	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
+	int chunk = blockIdx.y, nchunk = gridDim.y;
+	float s0 = 0.f, s1 = 0.f;
+	if (c < C) {
+		float mu = mean ? mean[c] : 0.f, is = invstd ? invstd[c] : 0.f;
+		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
+		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
+			size_t i = (size_t)r * C + c;
+			float v = ld(x, i, t);
+			if (mode == PART_SUM) {
+				s0 += v;
+			} else if (mode == PART_SQDEV) {
+				float d = v - mu;
+				s0 += d * d;
+			} else if (mode == PART_BN_GRAD) {
+				float d = ld(dy, i, t);
+				s0 += d;
+				s1 += d * ((v - mu) * is);
+			} else if (!(v > 0.f)) { /* PART_PRELU */
+				s0 += ld(dy, i, t) * v;
+			}
+		}
+	}
+	sh[0][ty][tx] = s0;
+	sh[1][ty][tx] = s1;
+	__syncthreads();
+	if (ty == 0 && c < C) {
+		float a = 0.f, b = 0.f;
+		for (int j = 0; j < ROW_THREADS; j++) {
+			a += sh[0][j][tx];
+			b += sh[1][j][tx];
+		}
+		part[(size_t)chunk * C + c] = a;
+		part[((size_t)nchunk + chunk) * C + c] = b;
+	}
+}
+
+/* Total of quantity k of channel c over the nchunk partial sums; called by
+ * all 32 lanes of a warp, every lane gets it. */
+__device__ static float chunk_total(const float *part, int k, int nchunk, int C, int c)
+{
+	float s = 0.f;
+	for (int j = threadIdx.x & 31; j < nchunk; j += 32)
+		s += part[((size_t)k * nchunk + j) * C + c];
+	return warp_sum(s);
+}
+
+/* The warp of this thread is channel (global thread index)/32; whole warps
+ * leave together when it is past C (blocks are a multiple of 32). */
+#define WARP_CHANNEL ((int)((blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5))
+
+/* Launch geometry of a per-channel reduction: rows per chunk and chunks. At
+ * least 64 rows per chunk (8 per thread), and only as many chunks as fill
+ * the device (about 8 blocks per multiprocessor), so stage 2 stays short. */
+typedef struct {
+	int rpc, nchunk;
+	dim3 grid, block;
+} chan_plan;
+
+static chan_plan chan_plan_for(const mfr_gpu *g, int M, int C)
+{
+	chan_plan p;
+	long long cb = (C + CH_TILE - 1) / CH_TILE, want = (long long)g->sms * 8 / cb;
+	long long most = ((long long)M + 63) / 64;
+	long long n = want < most ? want : most;
+	if (n > 65535)
+		n = 65535;
+	if (n < 1)
+		n = 1;
+	p.rpc = (int)((M + n - 1) / n);
+	p.nchunk = (int)((M + p.rpc - 1) / p.rpc);
+	if (p.nchunk < 1)
+		p.nchunk = 1;
+	p.grid = dim3((unsigned)cb, (unsigned)p.nchunk);
+	p.block = dim3(CH_TILE, ROW_THREADS);
+	return p;
+}
+
+/* Blocks of MFR_THREADS for one warp per channel. */
+static unsigned warp_blocks(int C) { return (unsigned)(((size_t)C * 32 + MFR_THREADS - 1) / MFR_THREADS); }
+
+/* ---- batch norm ---- */
+
+__global__ static void bn_mean_kernel(float *mean, const float *part, int nchunk, int M, int C)
+{
+	int c = WARP_CHANNEL;
+	if (c >= C)
+		return;
+	float s = chunk_total(part, 0, nchunk, C, c);
+	if ((threadIdx.x & 31) == 0)
+		mean[c] = s / (float)M;
+}
+
+/* The per-channel scalars in double, as the reference: C values, no cost. */
+__global__ static void bn_var_kernel(float *invstd, float *running_mean, float *running_var, const float *mean,
+				     const float *part, int nchunk, int M, int C, double eps, double momentum)
+{
+	int c = WARP_CHANNEL;
+	if (c >= C)
+		return;
+	float s = chunk_total(part, 0, nchunk, C, c);
+	if ((threadIdx.x & 31) == 0) {
+		double var = (double)s / (double)M;
+		invstd[c] = (float)(1 / sqrt(var + eps));
+		running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean[c]);
+		running_var[c] = (float)((1 - momentum) * running_var[c] +
+					 momentum * var * (double)M / (double)(M - 1)); /* unbiased */
+	}
+}
+
+__global__ static void bn_infer_stats_kernel(float *mean, float *invstd, const float *running_mean,
+					     const float *running_var, int C, double eps)
+{
+	MFR_FOR(c, (size_t)C) {
+		mean[c] = running_mean[c];
+		invstd[c] = (float)(1 / sqrt((double)running_var[c] + eps));
+	}
+}
+
+__global__ static void bn_norm_kernel(void *out, const void *in, const float *mean, const float *invstd,
+				      const float *gamma, const float *beta, int M, int C, int t)
+{
+	MFR_FOR(i, (size_t)M * C) {
+		int c = (int)(i % (size_t)C);
+		st(out, i, t, gamma[c] * invstd[c] * (ld(in, i, t) - mean[c]) + beta[c]);
+	}
+}
+
+/* sums (2C): sum dy, sum dy*xhat per channel (=); dbeta, dgamma (+=). */
+__global__ static void bn_grad_sums_kernel(float *sums, float *dgamma, float *dbeta, const float *part, int nchunk,
+					   int C)
+{
+	int c = WARP_CHANNEL;
+	if (c >= C)
+		return;
+	float sdy = chunk_total(part, 0, nchunk, C, c), sdyx = chunk_total(part, 1, nchunk, C, c);
+	if ((threadIdx.x & 31) == 0) {
+		sums[c] = sdy;
+		sums[C + c] = sdyx;
+		dbeta[c] += sdy;
+		dgamma[c] += sdyx;
+	}
+}
+
+__global__ static void bn_din_kernel(void *din, const void *dout, const void *in, const float *gamma,
+				     const float *mean, const float *invstd, const float *sums, int M, int C,
+				     int training, int t)
+{
+	MFR_FOR(i, (size_t)M * C) {
+		int c = (int)(i % (size_t)C);
+		float is = invstd[c], gs = gamma[c] * is;
+		/* training: the batch statistics depend on every x of the channel */
+		float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
+		float xhat = (ld(in, i, t) - mean[c]) * is;
+		acc(din, i, t, gs * (ld(dout, i, t) - mdy - xhat * mdyx));
+	}
+}
+
+/* ---- PReLU ---- */
+
+__global__ static void prelu_forward_kernel(void *out, const void *in, const float *slope, int M, int C, int t)
+{
+	MFR_FOR(i, (size_t)M * C) {
+		float v = ld(in, i, t);
+		st(out, i, t, v > 0.f ? v : slope[i % (size_t)C] * v);
+	}
+}
+
+__global__ static void prelu_din_kernel(void *din, const void *dout, const void *in, const float *slope, int M,
+					int C, int t)
+{
+	MFR_FOR(i, (size_t)M * C) {
+		float d = ld(dout, i, t);
+		acc(din, i, t, ld(in, i, t) > 0.f ? d : slope[i % (size_t)C] * d);
+	}
+}
+
+__global__ static void prelu_dslope_kernel(float *dslope, const float *part, int nchunk, int C)
+{
+	int c = WARP_CHANNEL;
+	if (c >= C)
+		return;
+	float s = chunk_total(part, 0, nchunk, C, c);
+	if ((threadIdx.x & 31) == 0)
+		dslope[c] += s;
+}
+
+/* ---- ReLU, sigmoid, add ---- */
+
+__global__ static void relu_forward_kernel(void *out, const void *in, size_t n, int t)
+{
+	MFR_FOR(i, n) {
+		float v = ld(in, i, t);
+		st(out, i, t, v > 0.f ? v : 0.f);
+	}
+}
+
+__global__ static void relu_backward_kernel(void *din, const void *dout, const void *out, size_t n, int t)
+{
+	MFR_FOR(i, n)
+		if (ld(out, i, t) > 0.f)
+			acc(din, i, t, ld(dout, i, t));
+}
+
+__global__ static void sigmoid_forward_kernel(void *out, const void *in, size_t n, int t)
+{
+	MFR_FOR(i, n) {
+		float a = ld(in, i, t), y;
+		if (a >= 0.f) { /* the two forms keep expf from overflowing */
+			y = 1.f / (1.f + expf(-a));
+		} else {
+			float e = expf(a);
+			y = e / (1.f + e);
+		}
+		st(out, i, t, y);
+	}
+}
+
+__global__ static void sigmoid_backward_kernel(void *din, const void *dout, const void *out, size_t n, int t)
+{
+	MFR_FOR(i, n) {
+		float y = ld(out, i, t);
+		acc(din, i, t, ld(dout, i, t) * y * (1.f - y));
+	}
+}
+
+__global__ static void add_forward_kernel(void *out, const void *a, const void *b, size_t n, int t)
+{
+	MFR_FOR(i, n)
+		st(out, i, t, ld(a, i, t) + ld(b, i, t));
+}
+
+/* da, db: either may be NULL (uniform across the grid). */
+__global__ static void add_backward_kernel(void *da, void *db, const void *dout, size_t n, int t)
+{
+	MFR_FOR(i, n) {
+		float d = ld(dout, i, t);
+		if (da)
+			acc(da, i, t, d);
+		if (db)
+			acc(db, i, t, d);
+	}
+}
+
+/* ---- concat: a block of w columns between (M, dld) and (M, sld) matrices ---- */
+
+/* dst[r*dld + doff + j] (=, or += when accumulate) src[r*sld + soff + j],
+ * r < M, j < w. */
+__global__ static void columns_kernel(void *dst, int dld, int doff, const void *src, int sld, int soff, int M,
+				      int w, int accumulate, int t)
+{
+	MFR_FOR(i, (size_t)M * w) {
+		size_t r = i / (size_t)w, j = i % (size_t)w;
+		size_t o = r * (size_t)dld + (size_t)doff + j;
+		float v = ld(src, r * (size_t)sld + (size_t)soff + j, t);
+		if (accumulate)
+			v += ld(dst, o, t);
+		st(dst, o, t, v);
+	}
+}
+
+/* ---- dropout ---- */
+
+/* Element i of the NHWC tensor is (n, hw, c); its draw is the reference's
+ * NCHW index (n*C + c)*HW + hw. Kept iff (draw >> 11) * 2^-53 >= p, which is
+ * (draw >> 11) >= keep_from = ceil(p * 2^53) in integers (both sides exact). */
+__global__ static void dropout_forward_kernel(void *out, uint8_t *mask, const void *in, uint64_t keep_from,
+					      float scale, uint64_t seed, int N, int C, int HW, int t)
+{
+	size_t img = (size_t)HW * C;
+	MFR_FOR(i, (size_t)N * img) {
+		size_t n = i / img, rem = i % img, hw = rem / (size_t)C, c = rem % (size_t)C;
+		uint64_t draw = splitmix_at(seed, ((uint64_t)n * (uint64_t)C + c) * (uint64_t)HW + hw);
+		int keep = (draw >> 11) >= keep_from;
+		mask[i] = (uint8_t)keep;
+		st(out, i, t, keep ? ld(in, i, t) * scale : 0.f);
+	}
+}
+
+__global__ static void dropout_backward_kernel(void *din, const void *dout, const uint8_t *mask, float scale,
+					       size_t n, int t)
+{
+	MFR_FOR(i, n)
+		if (mask[i])
+			acc(din, i, t, ld(dout, i, t) * scale);
+}
+
+/* ---- L2 normalisation: one block per row (blocks stride over rows) ---- */
+
+__global__ static void l2norm_forward_kernel(void *out, float *norm, const void *in, int N, int D, float eps,
+					     int t)
+{
+	__shared__ float sh[32];
+	for (int n = blockIdx.x; n < N; n += gridDim.x) {
+		size_t o = (size_t)n * D;
+		float ss = 0.f;
+		for (int i = threadIdx.x; i < D; i += blockDim.x) {
+			float v = ld(in, o + i, t);
+			ss += v * v;
+		}
+		float nr = sqrtf(block_sum(ss, sh)), den = nr > eps ? nr : eps;
+		if (threadIdx.x == 0)
+			norm[n] = nr;
+		for (int i = threadIdx.x; i < D; i += blockDim.x)
+			st(out, o + i, t, ld(in, o + i, t) / den);
+	}
+}
+
+/* y = x/norm: din += (dy - y*(y.dy))/norm; din += dy/eps where the norm was
+ * clamped (the forward was the linear map x/eps). The branch is uniform per
+ * block, so block_sum is reached by every thread. */
+__global__ static void l2norm_backward_kernel(void *din, const void *dout, const void *in, const float *norm, int N,
+					      int D, float eps, int t)
+{
+	__shared__ float sh[32];
+	for (int n = blockIdx.x; n < N; n += gridDim.x) {
+		size_t o = (size_t)n * D;
+		float nr = norm[n];
+		if (!(nr > eps)) {
+			for (int i = threadIdx.x; i < D; i += blockDim.x)
+				acc(din, o + i, t, ld(dout, o + i, t) / eps);
+			continue;
+		}
+		float s = 0.f;
+		for (int i = threadIdx.x; i < D; i += blockDim.x)
+			s += ld(in, o + i, t) / nr * ld(dout, o + i, t);
+		float ydy = block_sum(s, sh);
+		for (int i = threadIdx.x; i < D; i += blockDim.x)
+			acc(din, o + i, t, (ld(dout, o + i, t) - ld(in, o + i, t) / nr * ydy) / nr);
+	}
+}
+
+/* ---- optimizer helpers on fp32 ---- */
+
+__global__ static void sgd_kernel(float *w, float *v, const float *grad, size_t n, float lr, float mu, float wd,
+				  float gscale)
+{
+	MFR_FOR(i, n) {
+		float gr = grad[i] * gscale + wd * w[i];
+		float vi = mu * v[i] + gr;
+		v[i] = vi;
+		w[i] -= lr * vi;
+	}
+}
+
+/* Stage 1: part[block] = the block's sum of squares; flag = 1 on a
+ * non-finite value (every writer writes 1, so the race is harmless). */
+__global__ static void sumsq_partial_kernel(float *part, int *flag, const float *x, size_t n)
+{
+	__shared__ float sh[32];
+	float s = 0.f;
+	int bad = 0;
+	MFR_FOR(i, n) {
+		float v = x[i];
+		s += v * v;
+		bad |= !isfinite(v);
+	}
+	if (bad && flag)
+		*flag = 1;
+	s = block_sum(s, sh);
+	if (threadIdx.x == 0)
+		part[blockIdx.x] = s;
+}
+
+/* Stage 2: one block adds the partial sums in a fixed order. */
+__global__ static void sumsq_final_kernel(float *out, const float *part, int nb)
+{
+	__shared__ float sh[32];
+	float s = 0.f;
+	for (int i = threadIdx.x; i < nb; i += blockDim.x)
+		s += part[i];
+	s = block_sum(s, sh);
+	if (threadIdx.x == 0)
+		*out = s;
+}
+
+__global__ static void scale_kernel(float *x, float a, size_t n)
+{
+	MFR_FOR(i, n)
+		x[i] *= a;
+}
+
+extern "C" {
+
+/* Training: mean (pass 1), then the sum of squared deviations from it
+ * (pass 2: no cancellation of E[x^2] - E[x]^2), then normalise. */
+void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_mean, float *running_var,
+			 const void *in, const float *gamma, const float *beta, int M, int C, int training,
+			 double eps, double momentum, mfr_dtype t, mfr_gpu *g)
+{
+	assert(M > 0 && C > 0 && eps > 0);
+	assert(!training || M > 1); /* the unbiased variance needs two values */
+	if (training) {
+		chan_plan p = chan_plan_for(g, M, C);
+		float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "bn_forward");
+		if (!part)
+			return;
+		chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_SUM, in, NULL, NULL, NULL, M, C,
+									  p.rpc, t);
+		bn_mean_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(mean, part, p.nchunk, M, C);
+		chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_SQDEV, in, NULL, mean, NULL, M, C,
+									  p.rpc, t);
+		bn_var_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(invstd, running_mean, running_var, mean,
+									     part, p.nchunk, M, C, eps, momentum);
+	} else {
+		bn_infer_stats_kernel<<<mfr_grid(g, (size_t)C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+			mean, invstd, running_mean, running_var, C, eps);
+	}
+	bn_norm_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+		out, in, mean, invstd, gamma, beta, M, C, t);
+	mfr_gpu_launched(g, "bn_forward");
+}
+
+void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *dout, const void *in,
+			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
+			  mfr_dtype t, mfr_gpu *g)
+{
+	assert(M > 0 && C > 0);
+	chan_plan p = chan_plan_for(g, M, C);
+	/* partial sums (2 x nchunk x C), then the channel totals (2 x C) */
+	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C + 2 * (size_t)C, "bn_backward");
+	if (!part)
+		return;
+	float *sums = part + 2 * (size_t)p.nchunk * C;
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_BN_GRAD, in, dout, mean, invstd, M, C,
+								  p.rpc, t);
+	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, part, p.nchunk, C);
+	bn_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+		din, dout, in, gamma, mean, invstd, sums, M, C, training, t);
+	mfr_gpu_launched(g, "bn_backward");
+}
+
+void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g)
+{
+	assert(M >= 0 && C > 0);
+	prelu_forward_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, slope,
+												     M, C, t);
+	mfr_gpu_launched(g, "prelu_forward");
+}
+
+void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const void *in, const float *slope, int M,
+			     int C, mfr_dtype t, mfr_gpu *g)
+{
+	assert(M > 0 && C > 0);
+	chan_plan p = chan_plan_for(g, M, C);
+	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "prelu_backward");
+	if (!part)
+		return;
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, M, C, p.rpc,
+								  t);
+	prelu_dslope_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(dslope, part, p.nchunk, C);
+	prelu_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, in,
+												 slope, M, C, t);
+	mfr_gpu_launched(g, "prelu_backward");
+}
+
+void mfr_relu_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	relu_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, n, t);
+	mfr_gpu_launched(g, "relu_forward");
+}
+
+void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	relu_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, t);
+	mfr_gpu_launched(g, "relu_backward");
+}
+
+void mfr_sigmoid_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	sigmoid_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, n, t);
+	mfr_gpu_launched(g, "sigmoid_forward");
+}
+
+void mfr_sigmoid_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	sigmoid_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, t);
+	mfr_gpu_launched(g, "sigmoid_backward");
+}
+
+void mfr_add_forward_cuda(void *out, const void *a, const void *b, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	add_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, a, b, n, t);
+	mfr_gpu_launched(g, "add_forward");
+}
+
+void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, mfr_dtype t, mfr_gpu *g)
+{
+	if (da || db)
+		add_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(da, db, dout, n, t);
+	mfr_gpu_launched(g, "add_backward");
+}
+
+/* One launch per input: its C[i] columns of every row. */
+void mfr_concat_forward_cuda(void *out, const void *const *in, int k, const int *C, int M, mfr_dtype t, mfr_gpu *g)
+{
+	int Ct = 0, c0 = 0;
+	assert(k > 0 && M >= 0);
+	for (int i = 0; i < k; i++) {
+		assert(C[i] > 0);
+		Ct += C[i];
+	}
+	for (int i = 0; i < k; i++) {
+		size_t cnt = (size_t)M * C[i];
+		columns_kernel<<<mfr_grid(g, cnt, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, Ct, c0, in[i], C[i],
+											    0, M, C[i], 0, t);
+		c0 += C[i];
+	}
+	mfr_gpu_launched(g, "concat_forward");
+}
+
+void mfr_concat_backward_cuda(void *const *din, const void *dout, int k, const int *C, int M, mfr_dtype t,
+			      mfr_gpu *g)
+{
+	int Ct = 0, c0 = 0;
+	assert(k > 0 && M >= 0);
+	for (int i = 0; i < k; i++) {
+		assert(C[i] > 0);
+		Ct += C[i];
+	}
+	for (int i = 0; i < k; i++) {
+		size_t cnt = (size_t)M * C[i];
+		if (din[i])
+			columns_kernel<<<mfr_grid(g, cnt, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+				din[i], C[i], 0, dout, Ct, c0, M, C[i], 1, t);
+		c0 += C[i];
+	}
+	mfr_gpu_launched(g, "concat_backward");
+}
+
+/* p * 2^53 is exact (a power-of-two scaling of a double in [0,1)), so its
+ * ceiling is the exact integer threshold of mfr_rng_uniform(...) >= p. */
+static uint64_t keep_threshold(double p) { return (uint64_t)ceil(p * 0x1p53); }
+
+void mfr_dropout_forward_cuda(void *out, uint8_t *mask, const void *in, double p, uint64_t seed, int N, int C,
+			      int HW, mfr_dtype t, mfr_gpu *g)
+{
+	assert(p >= 0 && p < 1 && N >= 0 && C > 0 && HW > 0);
+	size_t n = (size_t)N * HW * C;
+	dropout_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+		out, mask, in, keep_threshold(p), (float)(1 / (1 - p)), seed, N, C, HW, t);
+	mfr_gpu_launched(g, "dropout_forward");
+}
+
+void mfr_dropout_backward_cuda(void *din, const void *dout, const uint8_t *mask, double p, size_t n, mfr_dtype t,
+			       mfr_gpu *g)
+{
+	assert(p >= 0 && p < 1);
+	dropout_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+		din, dout, mask, (float)(1 / (1 - p)), n, t);
+	mfr_gpu_launched(g, "dropout_backward");
+}
+
+/* Rows per launch: at most 65535 blocks, each striding over rows beyond. */
+static unsigned row_blocks(int N) { return (unsigned)(N < 1 ? 1 : N < 65535 ? N : 65535); }
+
+void mfr_l2norm_forward_cuda(void *out, float *norm, const void *in, int N, int D, double eps, mfr_dtype t,
+			     mfr_gpu *g)
+{
+	assert(N >= 0 && D > 0 && eps > 0);
+	l2norm_forward_kernel<<<row_blocks(N), MFR_THREADS, 0, g->stream>>>(out, norm, in, N, D, (float)eps, t);
+	mfr_gpu_launched(g, "l2norm_forward");
+}
+
+void mfr_l2norm_backward_cuda(void *din, const void *dout, const void *in, const float *norm, int N, int D,
+			      double eps, mfr_dtype t, mfr_gpu *g)
+{
+	assert(N >= 0 && D > 0 && eps > 0);
+	l2norm_backward_kernel<<<row_blocks(N), MFR_THREADS, 0, g->stream>>>(din, dout, in, norm, N, D, (float)eps,
+									      t);
+	mfr_gpu_launched(g, "l2norm_backward");
+}
+
+void mfr_sgd_cuda(float *w, float *v, const float *grad, size_t n, float lr, float mu, float wd, float gscale,
+		  mfr_gpu *g)
+{
+	sgd_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(w, v, grad, n, lr, mu, wd, gscale);
+	mfr_gpu_launched(g, "sgd");
+}
+
+void mfr_sumsq_cuda(float *out, int *flag, const float *x, size_t n, mfr_gpu *g)
+{
+	unsigned nb = mfr_grid(g, n, MFR_THREADS);
+	float *part = scratch_floats(g, nb, "sumsq");
+	if (!part)
+		return;
+	sumsq_partial_kernel<<<nb, MFR_THREADS, 0, g->stream>>>(part, flag, x, n);
+	sumsq_final_kernel<<<1, 1024, 0, g->stream>>>(out, part, (int)nb);
+	mfr_gpu_launched(g, "sumsq");
+}
+
+void mfr_scale_cuda(float *x, float a, size_t n, mfr_gpu *g)
+{
+	scale_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(x, a, n);
+	mfr_gpu_launched(g, "scale");
+}
+
+} /* extern "C" */

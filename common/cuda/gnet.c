@@ -1,0 +1,468 @@
+/* gnet.c — the graph executor on the GPU (contracts in gnet.h): storage on
+ * the device, compute copies of the weights, and forward and backward layer
+ * by layer through the CUDA launchers. Plain C: every device operation goes
+ * through gpu.h / gpu_layers.h. Built only with CUDA. */
+#include "gnet.h" /* defines: mfr_gnet_* */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu_layers.h" /* defines: the CUDA layer launchers */
+#include "layers_elem.h" /* defines: mfr_se_work_len, mfr_splat_save_len */
+
+#define SPLAT_EPS 1e-5 /* as net.c: data-formats.md 8.3, the inner bn of splat */
+#define SPLAT_MOMENTUM 0.1
+#define L2_EPS 1e-12
+
+struct mfr_gnet {
+	mfr_gpu *g;
+	const mfr_arch *a;
+	mfr_dtype t;
+	size_t es;                 /* bytes per element of t */
+	int max_batch, training;
+	int last_batch, last_training;
+	float *params, *grads;     /* device, fp32 */
+	size_t *poff, ptotal;
+	void *wc;                  /* compute copies of conv and linear weights, type t */
+	size_t *woff;              /* per layer: offset (elements) in wc */
+	int wdirty;
+	void *dwc;                 /* a conv's weight gradient in type t, the largest */
+	char *act, *dact;          /* per layer activations and gradients, type t */
+	size_t *aoff, *anum;       /* per layer: byte offset, values per image */
+	float *save;               /* what forward keeps for backward, fp32 */
+	size_t *soff;
+	uint8_t *mask;             /* dropout masks */
+	size_t *moff;
+	const void **inbuf;        /* concat input pointers (host array of device pointers) */
+	void **dinbuf;
+	int *cbuf;
+};
+
+static size_t numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s->h * (size_t)s->w; }
+
+/* fp32 values layer L saves for a batch of N, as net.c's save_len. */
+static size_t save_len(const mfr_layer *L, int N)
+{
+	const mfr_shape *in = &L->in_shape;
+	switch (L->op) {
+	case MFR_OP_BN:
+	case MFR_OP_BN1D: return 2 * (size_t)in->c;
+	case MFR_OP_L2NORM: return (size_t)N;
+	case MFR_OP_SE: return (size_t)N * (2 * (size_t)in->c + (size_t)(in->c / L->r));
+	case MFR_OP_SPLAT: return mfr_splat_save_len(N, L->shape.c, L->radix, L->inter);
+	default: return 0;
+	}
+}
+
+/* Elements of layer L's compute weight copy (conv, linear), else 0. */
+static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
+{
+	return L->op == MFR_OP_CONV || L->op == MFR_OP_LINEAR ? (size_t)a->tensors[L->first_tensor].count : 0;
+}
+
+/* Byte sizes of each block for batch N; offsets filled when the arrays are
+ * given. 256-byte alignment per tensor keeps vector loads and cuDNN happy. */
+#define ALIGN(x) (((x) + 255) & ~(size_t)255)
+typedef struct {
+	size_t params, wc, dwc, act, save, mask;
+} sizes;
+
+static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *poff, size_t *woff, size_t *aoff,
+		  size_t *anum, size_t *soff, size_t *moff)
+{
+	sizes z = {0};
+	for (int i = 0; i < a->n_tensors; i++) {
+		if (poff)
+			poff[i] = z.params;
+		z.params += (size_t)a->tensors[i].count;
+	}
+	for (int i = 0; i < a->n_layers; i++) {
+		const mfr_layer *L = &a->layers[i];
+		size_t w = wc_len(a, L), num = numel(&L->shape);
+		if (woff)
+			woff[i] = z.wc;
+		z.wc += ALIGN(w * es) / es;
+		if (L->op == MFR_OP_CONV && w > z.dwc)
+			z.dwc = w;
+		if (anum)
+			anum[i] = num;
+		if (aoff)
+			aoff[i] = z.act;
+		z.act += ALIGN(num * (size_t)N * es);
+		if (soff)
+			soff[i] = z.save;
+		z.save += ALIGN(save_len(L, N) * 4) / 4;
+		if (moff)
+			moff[i] = z.mask;
+		if (training && L->op == MFR_OP_DROPOUT)
+			z.mask += ALIGN(num * (size_t)N);
+	}
+	return z;
+}
+
+size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
+{
+	size_t es = mfr_dtype_size(t);
+	sizes z = plan(a, batch, training, es, NULL, NULL, NULL, NULL, NULL, NULL);
+	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4;
+	if (training)
+		b += z.params * 4 + z.dwc * es + z.act + z.mask;
+	return b;
+}
+
+mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int training, mfr_dtype t, mfr_error *e)
+{
+	if (max_batch < 1 || max_batch > 1 << 20) {
+		mfr_fail(e, "batch size %d out of range 1..%d", max_batch, 1 << 20);
+		return NULL;
+	}
+	mfr_gnet *n = calloc(1, sizeof *n);
+	int nl = a->n_layers, maxin = 2;
+	if (!n) {
+		mfr_fail(e, "out of memory");
+		return NULL;
+	}
+	n->g = g;
+	n->a = a;
+	n->t = t;
+	n->es = mfr_dtype_size(t);
+	n->max_batch = max_batch;
+	n->training = training;
+	n->last_batch = -1;
+	n->wdirty = 1;
+	for (int i = 0; i < nl; i++)
+		if (a->layers[i].n_in > maxin)
+			maxin = a->layers[i].n_in;
+	if (!(n->poff = calloc((size_t)a->n_tensors + 1, sizeof *n->poff)) ||
+	    !(n->woff = calloc((size_t)nl, sizeof *n->woff)) || !(n->aoff = calloc((size_t)nl, sizeof *n->aoff)) ||
+	    !(n->anum = calloc((size_t)nl, sizeof *n->anum)) || !(n->soff = calloc((size_t)nl, sizeof *n->soff)) ||
+	    !(n->moff = calloc((size_t)nl, sizeof *n->moff)) ||
+	    !(n->inbuf = calloc((size_t)maxin, sizeof *n->inbuf)) ||
+	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf))) {
+		mfr_fail(e, "out of memory");
+		goto fail;
+	}
+	sizes z = plan(a, max_batch, training, n->es, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff);
+	n->ptotal = z.params;
+	if (!(n->params = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->wc = mfr_gpu_alloc(g, z.wc * n->es, e)) ||
+	    !(n->act = mfr_gpu_alloc(g, z.act, e)) || !(n->save = mfr_gpu_alloc(g, z.save * 4, e)))
+		goto fail;
+	if (mfr_gpu_zero(g, n->params, z.params * 4, e) < 0)
+		goto fail;
+	if (training && (!(n->grads = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->dwc = mfr_gpu_alloc(g, z.dwc * n->es, e)) ||
+			 !(n->dact = mfr_gpu_alloc(g, z.act, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
+		goto fail;
+	if (training && mfr_gpu_zero(g, n->grads, z.params * 4, e) < 0)
+		goto fail;
+	return n;
+fail:
+	mfr_gnet_free(n);
+	return NULL;
+}
+
+void mfr_gnet_free(mfr_gnet *n)
+{
+	if (!n)
+		return;
+	mfr_gpu *g = n->g;
+	mfr_gpu_free(g, n->params);
+	mfr_gpu_free(g, n->grads);
+	mfr_gpu_free(g, n->wc);
+	mfr_gpu_free(g, n->dwc);
+	mfr_gpu_free(g, n->act);
+	mfr_gpu_free(g, n->dact);
+	mfr_gpu_free(g, n->save);
+	mfr_gpu_free(g, n->mask);
+	free(n->poff);
+	free(n->woff);
+	free(n->aoff);
+	free(n->anum);
+	free(n->soff);
+	free(n->moff);
+	free(n->inbuf);
+	free(n->dinbuf);
+	free(n->cbuf);
+	free(n);
+}
+
+mfr_dtype mfr_gnet_dtype(const mfr_gnet *n) { return n->t; }
+mfr_gpu *mfr_gnet_gpu(const mfr_gnet *n) { return n->g; }
+float *mfr_gnet_params(mfr_gnet *n) { return n->params; }
+float *mfr_gnet_grads(mfr_gnet *n) { return n->grads; }
+size_t mfr_gnet_param_total(const mfr_gnet *n) { return n->ptotal; }
+void mfr_gnet_params_changed(mfr_gnet *n) { n->wdirty = 1; }
+
+int mfr_gnet_put_params(mfr_gnet *n, const float *host, mfr_error *e)
+{
+	n->wdirty = 1;
+	return mfr_gpu_put(n->g, n->params, host, n->ptotal * 4, e);
+}
+
+int mfr_gnet_get_params(mfr_gnet *n, float *host, mfr_error *e)
+{
+	return mfr_gpu_get(n->g, host, n->params, n->ptotal * 4, e);
+}
+
+int mfr_gnet_get_grads(mfr_gnet *n, float *host, mfr_error *e)
+{
+	if (!n->grads)
+		return mfr_fail(e, "this network was built for inference: it has no gradients");
+	return mfr_gpu_get(n->g, host, n->grads, n->ptotal * 4, e);
+}
+
+#define P(L, k) (n->params + n->poff[(L)->first_tensor + (k)])
+#define G(L, k) (n->grads + n->poff[(L)->first_tensor + (k)])
+#define ACT(i) ((void *)(n->act + n->aoff[i]))
+#define DACT(i) ((void *)(n->dact + n->aoff[i]))
+#define WC(i) ((void *)((char *)n->wc + n->woff[i] * n->es))
+
+/* Refreshes the compute copies of conv and linear weights from the master
+ * block. */
+static int refresh_weights(mfr_gnet *n, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	for (int i = 0; i < a->n_layers; i++) {
+		const mfr_layer *L = &a->layers[i];
+		if (L->op == MFR_OP_CONV) {
+			mfr_conv_shape s;
+			if (mfr_layer_conv_shape(L, 1, &s) < 0)
+				return mfr_fail(e, "conv '%s': bad shape", L->name);
+			mfr_conv_weight_cuda(WC(i), P(L, 0), &s, n->t, n->g);
+		} else if (L->op == MFR_OP_LINEAR) {
+			mfr_convert_cuda(WC(i), n->t, P(L, 0), MFR_F32, wc_len(a, L), n->g);
+		}
+	}
+	n->wdirty = 0;
+	return mfr_gpu_check(n->g, "weight copies", e);
+}
+
+int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64_t seed, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	mfr_gpu *g = n->g;
+	mfr_dtype t = n->t;
+	if (batch < 1 || batch > n->max_batch)
+		return mfr_fail(e, "batch of %d images: this network was built for 1..%d", batch, n->max_batch);
+	if (training && !n->training)
+		return mfr_fail(e, "training forward on a network built for inference");
+	if (n->wdirty && refresh_weights(n, e) < 0)
+		return -1;
+	int N = batch;
+	for (int i = 0; i < a->n_layers; i++) {
+		const mfr_layer *L = &a->layers[i];
+		void *out = ACT(i);
+		float *sv = n->save + n->soff[i];
+		const mfr_shape *is = &L->in_shape;
+		int C = is->c, HW = is->h * is->w, M = N * HW;
+		size_t cnt = n->anum[i] * (size_t)N;
+		for (int k = 0; k < L->n_in; k++)
+			n->inbuf[k] = ACT(L->in[k]);
+		const void *in = L->n_in ? n->inbuf[0] : NULL;
+		switch (L->op) {
+		case MFR_OP_INPUT:
+			if (mfr_gpu_copy(g, out, x, cnt * n->es, e) < 0)
+				return -1;
+			break;
+		case MFR_OP_CONV: {
+			mfr_conv_shape s;
+			if (mfr_layer_conv_shape(L, N, &s) < 0)
+				return mfr_fail(e, "conv '%s': bad shape", L->name);
+			if (mfr_conv_forward_cuda(out, in, WC(i), L->bias ? P(L, 1) : NULL, &s, t, g, e) < 0)
+				return -1;
+			break;
+		}
+		case MFR_OP_BN:
+		case MFR_OP_BN1D:
+			mfr_bn_forward_cuda(out, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C, training, L->eps,
+					    L->momentum, t, g);
+			break;
+		case MFR_OP_PRELU: mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g); break;
+		case MFR_OP_RELU: mfr_relu_forward_cuda(out, in, cnt, t, g); break;
+		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
+		case MFR_OP_ADD:
+			mfr_add_forward_cuda(out, in, n->inbuf[1], cnt, t, g);
+			for (int k = 2; k < L->n_in; k++)
+				mfr_add_forward_cuda(out, out, n->inbuf[k], cnt, t, g);
+			break;
+		case MFR_OP_CONCAT:
+			for (int k = 0; k < L->n_in; k++)
+				n->cbuf[k] = a->layers[L->in[k]].shape.c;
+			mfr_concat_forward_cuda(out, n->inbuf, L->n_in, n->cbuf, N * L->shape.h * L->shape.w, t, g);
+			break;
+		case MFR_OP_GAP: mfr_gap_forward_cuda(out, in, N, C, HW, t, g); break;
+		case MFR_OP_MAXPOOL:
+		case MFR_OP_AVGPOOL: {
+			mfr_pool_shape s;
+			if (mfr_layer_pool_shape(L, N, &s) < 0)
+				return mfr_fail(e, "%s '%s': bad shape", mfr_op_name(L->op), L->name);
+			if (L->op == MFR_OP_MAXPOOL)
+				mfr_maxpool_forward_cuda(out, in, &s, t, g);
+			else
+				mfr_avgpool_forward_cuda(out, in, &s, t, g);
+			break;
+		}
+		case MFR_OP_PAD: {
+			mfr_pad_shape s;
+			if (mfr_layer_pad_shape(L, N, &s) < 0)
+				return mfr_fail(e, "pad '%s': bad shape", L->name);
+			mfr_pad_forward_cuda(out, in, &s, t, g);
+			break;
+		}
+		case MFR_OP_CHPAD: mfr_chanpad_forward_cuda(out, in, M, C, L->out, t, g); break;
+		case MFR_OP_DROPOUT:
+			if (training && L->p > 0)
+				mfr_dropout_forward_cuda(out, n->mask + n->moff[i], in, L->p, mfr_hash2(seed, (uint64_t)i), N, C,
+							 HW, t, g);
+			else if (mfr_gpu_copy(g, out, in, cnt * n->es, e) < 0)
+				return -1;
+			break;
+		case MFR_OP_FLATTEN: /* NHWC -> the reference's C*H*W order, which the next linear's weights assume */
+			mfr_to_nchw_cuda(out, t, in, t, N, C, HW, 0, g);
+			break;
+		case MFR_OP_LINEAR:
+			if (mfr_linear_forward_cuda(out, in, WC(i), L->bias ? P(L, 1) : NULL, N, C, L->out, t, g, e) < 0)
+				return -1;
+			break;
+		case MFR_OP_L2NORM: mfr_l2norm_forward_cuda(out, sv, in, N, C, L2_EPS, t, g); break;
+		case MFR_OP_SE: {
+			int Cr = C / L->r;
+			mfr_se_forward_cuda(out, sv, sv + (size_t)N * C, sv + (size_t)N * (C + Cr), in, P(L, 0), P(L, 1),
+					    P(L, 2), P(L, 3), N, C, Cr, HW, t, g);
+			break;
+		}
+		case MFR_OP_SPLAT:
+			if (mfr_splat_forward_cuda(out, sv, P(L, 4), P(L, 5), in, P(L, 0), P(L, 1), P(L, 2), P(L, 3), P(L, 6),
+						   P(L, 7), N, L->shape.c, L->radix, 1, L->inter, HW, training, SPLAT_EPS,
+						   SPLAT_MOMENTUM, t, g, e) < 0)
+				return -1;
+			break;
+		default: return mfr_fail(e, "layer '%s': op %d cannot run", L->name, (int)L->op);
+		}
+		if (mfr_gpu_check(g, L->name, e) < 0)
+			return -1;
+	}
+	n->last_batch = batch;
+	n->last_training = training;
+	return 0;
+}
+
+void *mfr_gnet_output(mfr_gnet *n, int k, size_t *dim)
+{
+	int i = n->a->outputs[k];
+	if (dim)
+		*dim = n->anum[i];
+	return ACT(i);
+}
+
+void *mfr_gnet_input_grad(mfr_gnet *n) { return n->dact ? DACT(0) : NULL; }
+
+int mfr_gnet_zero_grad(mfr_gnet *n, mfr_error *e)
+{
+	if (!n->grads)
+		return mfr_fail(e, "this network was built for inference: it has no gradients");
+	return mfr_gpu_zero(n->g, n->grads, n->ptotal * 4, e);
+}
+
+int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e)
+{
+	const mfr_arch *a = n->a;
+	mfr_gpu *g = n->g;
+	mfr_dtype t = n->t;
+	if (!n->training || n->last_batch < 1 || !n->last_training)
+		return mfr_fail(e, "backward needs a training forward first");
+	int N = n->last_batch;
+	for (int i = 0; i < a->n_layers; i++)
+		if (mfr_gpu_zero(g, DACT(i), n->anum[i] * (size_t)N * n->es, e) < 0)
+			return -1;
+	for (int k = 0; k < a->n_outputs; k++)
+		if (dout[k]) {
+			int o = a->outputs[k];
+			mfr_add_forward_cuda(DACT(o), DACT(o), dout[k], n->anum[o] * (size_t)N, t, g);
+		}
+	for (int i = a->n_layers - 1; i > 0; i--) {
+		const mfr_layer *L = &a->layers[i];
+		const void *dy = DACT(i), *y = ACT(i);
+		const float *sv = n->save + n->soff[i];
+		const void *in = L->n_in ? ACT(L->in[0]) : NULL;
+		void *dx = L->n_in ? DACT(L->in[0]) : NULL;
+		const mfr_shape *is = &L->in_shape;
+		int C = is->c, HW = is->h * is->w, M = N * HW;
+		size_t cnt = n->anum[i] * (size_t)N;
+		switch (L->op) {
+		case MFR_OP_CONV: {
+			mfr_conv_shape s;
+			mfr_layer_conv_shape(L, N, &s);
+			if (mfr_conv_backward_cuda(dx, n->dwc, L->bias ? G(L, 1) : NULL, dy, in, WC(i), &s, t, g, e) < 0)
+				return -1;
+			mfr_conv_weight_grad_cuda(G(L, 0), n->dwc, &s, t, g);
+			break;
+		}
+		case MFR_OP_BN:
+		case MFR_OP_BN1D:
+			mfr_bn_backward_cuda(dx, G(L, 0), G(L, 1), dy, in, P(L, 0), sv, sv + C, M, C, 1, t, g);
+			break;
+		case MFR_OP_PRELU: mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, t, g); break;
+		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, t, g); break;
+		case MFR_OP_SIGMOID: mfr_sigmoid_backward_cuda(dx, dy, y, cnt, t, g); break;
+		case MFR_OP_ADD:
+			for (int k = 0; k < L->n_in; k++)
+				mfr_add_backward_cuda(DACT(L->in[k]), NULL, dy, cnt, t, g);
+			break;
+		case MFR_OP_CONCAT:
+			for (int k = 0; k < L->n_in; k++) {
+				n->dinbuf[k] = DACT(L->in[k]);
+				n->cbuf[k] = a->layers[L->in[k]].shape.c;
+			}
+			mfr_concat_backward_cuda(n->dinbuf, dy, L->n_in, n->cbuf, N * L->shape.h * L->shape.w, t, g);
+			break;
+		case MFR_OP_GAP: mfr_gap_backward_cuda(dx, dy, N, C, HW, t, g); break;
+		case MFR_OP_MAXPOOL:
+		case MFR_OP_AVGPOOL: {
+			mfr_pool_shape s;
+			mfr_layer_pool_shape(L, N, &s);
+			if (L->op == MFR_OP_MAXPOOL)
+				mfr_maxpool_backward_cuda(dx, dy, in, &s, t, g);
+			else
+				mfr_avgpool_backward_cuda(dx, dy, &s, t, g);
+			break;
+		}
+		case MFR_OP_PAD: {
+			mfr_pad_shape s;
+			mfr_layer_pad_shape(L, N, &s);
+			mfr_pad_backward_cuda(dx, dy, &s, t, g);
+			break;
+		}
+		case MFR_OP_CHPAD: mfr_chanpad_backward_cuda(dx, dy, M, C, L->out, t, g); break;
+		case MFR_OP_DROPOUT:
+			if (L->p > 0)
+				mfr_dropout_backward_cuda(dx, dy, n->mask + n->moff[i], L->p, cnt, t, g);
+			else
+				mfr_add_backward_cuda(dx, NULL, dy, cnt, t, g);
+			break;
+		case MFR_OP_FLATTEN: mfr_to_nhwc_cuda(dx, t, dy, t, N, C, HW, 1, g); break;
+		case MFR_OP_LINEAR:
+			if (mfr_linear_backward_cuda(dx, G(L, 0), L->bias ? G(L, 1) : NULL, dy, in, WC(i), N, C, L->out, t, g,
+						     e) < 0)
+				return -1;
+			break;
+		case MFR_OP_L2NORM: mfr_l2norm_backward_cuda(dx, dy, in, sv, N, C, L2_EPS, t, g); break;
+		case MFR_OP_SE: {
+			int Cr = C / L->r;
+			if (mfr_se_backward_cuda(dx, G(L, 0), G(L, 1), G(L, 2), G(L, 3), dy, in, P(L, 0), P(L, 2), sv,
+						 sv + (size_t)N * C, sv + (size_t)N * (C + Cr), N, C, Cr, HW, t, g, e) < 0)
+				return -1;
+			break;
+		}
+		case MFR_OP_SPLAT:
+			if (mfr_splat_backward_cuda(dx, G(L, 0), G(L, 1), G(L, 2), G(L, 3), G(L, 6), G(L, 7), dy, in, P(L, 0),
+						    P(L, 2), P(L, 6), sv, N, L->shape.c, L->radix, 1, L->inter, HW, 1, t, g,
+						    e) < 0)
+				return -1;
+			break;
+		default: return mfr_fail(e, "layer '%s': op %d has no backward", L->name, (int)L->op);
+		}
+		if (mfr_gpu_check(g, L->name, e) < 0)
+			return -1;
+	}
+	return 0;
+}

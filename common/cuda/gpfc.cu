@@ -1,0 +1,699 @@
+/* gpfc.cu — the sharded margin-softmax classifier with Partial FC on the
+ * GPU (contracts in gpfc.h; the oracle is pfc.c, which this file follows
+ * step for step and names where it departs).
+ *
+ * A step's device work, for n batch rows and S sampled columns:
+ *   norm_rows_k   features -> fn, fnorm; sampled weight rows -> wn, wnorm
+ *   GEMM          z (n x S) = fn wn^T: cosines
+ *   target_k      per row, the margin on its target column (double)
+ *   rowmax_k      row maxima of the logits and of the cosines -> all-reduce
+ *   exp_k         z = exp(logit - max), row sums -> all-reduce
+ *   rowloss_k     per row -log p(target), target cosine the largest
+ *   grad_k        z = dLoss/dcos in place
+ *   GEMMs         dfn = z wn, grad = z^T fn; dfn -> all-reduce
+ *   normb_k       both gradients back through the normalisations
+ * Row-wise kernels take one block per row (block_sum / block_max of
+ * gpu_impl.h) in a grid-stride loop over rows; element-wise ones are
+ * grid-stride loops over elements. The GEMMs and the softmax over the
+ * n x S logits are float32 (the row sums carried in double, stored as
+ * float32). In double, as pfc.c, where the work is only
+ * per row or per weight: the normalisations and their backward ((n + S) x
+ * d values), the target's margin and the row losses (n values: keeps
+ * acos's conditioning out of the comparison with pfc.c), the SGD step (so
+ * equal gradients give equal bits).
+ *
+ * Not here: NCCL (the two all-reduce helpers below are the only place a
+ * collective happens; gcomm.h's device all-reduce can take over their
+ * bodies), fp16/bf16 logits. */
+#include "gpu_impl.h" /* defines: struct mfr_gpu, MFR_FOR, mfr_grid, block_sum, block_max, splitmix_at */
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpfc.h" /* defines: mfr_gpfc_*; through it comm.h (mfr_comm_allreduce), pfc.h (mfr_pfc_choose) */
+
+#define NORM_EPS 1e-12 /* pfc.c's floor under a norm */
+#define PI_D 3.14159265358979323846
+#define ROWS_GRID_MAX 65535 /* blocks of a row-wise kernel; more rows loop */
+
+/* The device buffers, each one mfr_gpu_alloc, in this order. */
+enum { B_W, B_MOM, B_COL, B_SAMPLED, B_WN, B_GRAD, B_WNORM, B_Z, B_FN, B_DFN, B_FNORM, B_TCOL, B_RED, B_SUM,
+       B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, NBUF };
+
+struct mfr_gpfc {
+	mfr_gpu *g;
+	int64_t classes, c0, c1, nl; /* shard [c0, c1), nl = c1 - c0 rows */
+	int d, max_batch;
+	double rate;
+	int64_t cap;        /* most columns a step samples */
+	void *buf[NBUF];    /* the device buffers, typed below */
+	float *w, *mom;     /* nl x d */
+	int32_t *col;       /* nl: during a dense step a sampled row's column, else -1 */
+	int64_t *sampled;   /* cap: the last sample's local indices, ascending */
+	float *wn, *grad;   /* cap x d: normalised sampled rows; dLoss/d(sampled rows) */
+	float *wnorm;       /* cap: their norms */
+	float *z;           /* max_batch x cap: cosines, exponentials, then dLoss/dcos */
+	float *fn, *dfn;    /* max_batch x d: normalised features; their gradient */
+	float *fnorm;       /* max_batch */
+	int32_t *tcol;      /* max_batch: target column on this rank, or -1 */
+	float *red;         /* 2 x max_batch: [0, n) row max of logits, [n, 2n) of cosines */
+	float *sum;         /* max_batch: row sums of the exponentials */
+	double *tlog;       /* max_batch: the target's logit s * margin(cos) */
+	float *tdt, *tcos;  /* max_batch: d margin / d cos, the target's raw cosine */
+	double *rowl;       /* 2 x max_batch: [0, n) row loss, [n, 2n) row hit */
+	double *tot;        /* 2: loss and hits summed over rows */
+	/* host */
+	int64_t *hsampled;  /* nl */
+	int64_t nsamp;
+	uint8_t *pos;       /* nl: mfr_pfc_choose's scratch, all zero between calls */
+	uint64_t *keys;     /* nl */
+	int32_t *htcol;     /* max_batch */
+};
+
+/* The most columns a step samples on a shard of nl classes, as pfc.c:
+ * the positives number at most the batch's rows. */
+static int64_t cap_of(int64_t nl, double rate, int max_batch)
+{
+	int64_t want = (int64_t)ceil(rate * (double)nl) + max_batch;
+	return want < nl ? want : nl;
+}
+
+/* Bytes of each device buffer; the sum is mfr_gpfc_bytes. */
+static void layout(int64_t nl, int64_t cap, int d, int B, size_t bytes[NBUF])
+{
+	size_t L = (size_t)nl, C = (size_t)cap, D = (size_t)d, R = (size_t)B;
+	bytes[B_W] = bytes[B_MOM] = L * D * sizeof(float);
+	bytes[B_COL] = L * sizeof(int32_t);
+	bytes[B_SAMPLED] = C * sizeof(int64_t);
+	bytes[B_WN] = bytes[B_GRAD] = C * D * sizeof(float);
+	bytes[B_WNORM] = C * sizeof(float);
+	bytes[B_Z] = R * C * sizeof(float);
+	bytes[B_FN] = bytes[B_DFN] = R * D * sizeof(float);
+	bytes[B_FNORM] = R * sizeof(float);
+	bytes[B_TCOL] = R * sizeof(int32_t);
+	bytes[B_RED] = 2 * R * sizeof(float);
+	bytes[B_SUM] = R * sizeof(float);
+	bytes[B_TLOG] = R * sizeof(double);
+	bytes[B_TDT] = bytes[B_TCOS] = R * sizeof(float);
+	bytes[B_ROWL] = 2 * R * sizeof(double);
+	bytes[B_TOT] = 2 * sizeof(double);
+}
+
+/* ---- kernels ---- */
+
+/* mfr_hash2 of util.c: the second draw of an mfr_rng seeded a*K ^ b, ^ b. */
+__device__ static inline uint64_t hash2_dev(uint64_t a, uint64_t b)
+{
+	return splitmix_at(a * 0xd6e8feb86659fd93ull ^ b, 1) ^ b;
+}
+
+/* mfr_pfc_init on the device, one thread per weight: entry k of local row j
+ * is the k-th mfr_rng_normal (draws 2k and 2k+1: u, then v) of the rng
+ * seeded hash2(seed, c0 + j), in double as util.c, times 0.01, rounded. */
+__global__ static void init_k(float *w, float *mom, int64_t c0, size_t nl, int d, uint64_t seed)
+{
+	MFR_FOR(i, nl * (size_t)d) {
+		size_t j = i / (size_t)d, k = i % (size_t)d;
+		uint64_t s = hash2_dev(seed, (uint64_t)(c0 + (int64_t)j));
+		double u = (double)(splitmix_at(s, 2 * k) >> 11) * 0x1.0p-53;
+		double v = (double)(splitmix_at(s, 2 * k + 1) >> 11) * 0x1.0p-53;
+		double r = sqrt(-2.0 * log(1.0 - u)) * cos(6.283185307179586 * v);
+		w[i] = (float)(0.01 * r);
+		mom[i] = 0.f;
+	}
+}
+
+/* Fills n int32 with v. */
+__global__ static void fill_i32_k(int32_t *p, int32_t v, size_t n)
+{
+	MFR_FOR(i, n)
+		p[i] = v;
+}
+
+/* Sum of v over the block in double (blockDim.x a multiple of 32); as
+ * block_sum of gpu_impl.h, sh 32 doubles. */
+__device__ static inline double block_sum_d(double v, double *sh)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	__syncthreads();
+	if (lane == 0)
+		sh[w] = v;
+	__syncthreads();
+	v = lane < nw ? sh[lane] : 0.0;
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* Row r of y (rows x d) = row idx[r] of x (idx NULL: row r) over its L2
+ * norm, the norm (floored at NORM_EPS) into nrm[r]: pfc.c's normalize_rows
+ * in its own double arithmetic (the squares of floats are exact in double),
+ * so the unit rows match the CPU's to the last bit but for ties. One block
+ * per row; d values per row are few next to the GEMM's work. */
+__global__ static void norm_rows_k(float *y, float *nrm, const float *x, const int64_t *idx, size_t rows, int d)
+{
+	__shared__ double sh[32];
+	for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
+		const float *xr = x + (size_t)(idx ? idx[r] : (int64_t)r) * (size_t)d;
+		double s = 0;
+		for (int k = threadIdx.x; k < d; k += blockDim.x)
+			s += (double)xr[k] * (double)xr[k];
+		s = block_sum_d(s, sh);
+		double nr = sqrt(s);
+		if (nr < NORM_EPS)
+			nr = NORM_EPS;
+		for (int k = threadIdx.x; k < d; k += blockDim.x)
+			y[r * (size_t)d + k] = (float)((double)xr[k] / nr);
+		if (threadIdx.x == 0)
+			nrm[r] = (float)nr;
+	}
+}
+
+/* Per row with its target on this rank (tcol >= 0): the target's raw
+ * cosine, its logit s * (cos(m1 theta + m2) - m3) (or the monotonic
+ * fallback past theta + m2 > pi) and the derivative in the cosine: pfc.c's
+ * margin_target, in double. Rows without: zeros, never read. */
+__global__ static void target_k(double *tlog, float *tdt, float *tcos, const float *z, const int32_t *tcol, int n,
+				size_t S, double s, double m1, double m2, double m3)
+{
+	MFR_FOR(i, (size_t)n) {
+		int tc = tcol[i];
+		if (tc < 0) {
+			tlog[i] = 0;
+			tdt[i] = 0.f;
+			tcos[i] = 0.f;
+			continue;
+		}
+		float raw = z[i * S + (size_t)tc];
+		double c = raw, t, dt;
+		if (m1 == 1 && m2 == 0) {
+			dt = 1;
+			t = c - m3;
+		} else {
+			c = c > 1 ? 1 : c < -1 ? -1 : c;
+			double th = acos(c), u = m1 * th + m2;
+			if (u > PI_D) {
+				dt = 1;
+				t = c - m3 - m2 * sin(m2);
+			} else {
+				double st = sqrt(1 - c * c);
+				dt = m1 * sin(u) / (st > 1e-6 ? st : 1e-6);
+				t = cos(u) - m3;
+			}
+		}
+		tlog[i] = s * t;
+		tdt[i] = (float)dt;
+		tcos[i] = raw;
+	}
+}
+
+/* Per row: red[i] = max logit (s * cos, the target's margin logit),
+ * red[n + i] = max cosine; -inf over no columns. One block per row. */
+__global__ static void rowmax_k(float *red, const float *z, const int32_t *tcol, const double *tlog, int n, size_t S,
+				float s)
+{
+	__shared__ float sh[32];
+	for (size_t i = blockIdx.x; i < (size_t)n; i += gridDim.x) {
+		const float *zi = z + i * S;
+		int64_t tc = tcol[i];
+		float mz = -INFINITY, mc = -INFINITY;
+		for (size_t j = threadIdx.x; j < S; j += blockDim.x) {
+			float cj = zi[j];
+			mc = fmaxf(mc, cj);
+			mz = fmaxf(mz, (int64_t)j == tc ? (float)tlog[i] : s * cj);
+		}
+		mz = block_max(mz, sh);
+		mc = block_max(mc, sh);
+		if (threadIdx.x == 0) {
+			red[i] = mz;
+			red[(size_t)n + i] = mc;
+		}
+	}
+}
+
+/* Per row: z = exp(logit - max) in place (float32), sum[i] = their sum.
+ * The exponent of an ordinary column is one fma (s * cos is exact in it,
+ * so the columns near the maximum lose nothing to rounding); the target's
+ * is taken in double from its double logit. The sum is carried in double
+ * (pfc.c's too): a thread adds S / blockDim.x terms in a row, thousands at
+ * a million columns, which float32 would round at each step. One block per
+ * row. */
+__global__ static void exp_k(float *z, float *sum, const float *red, const int32_t *tcol, const double *tlog, int n,
+			     size_t S, float s)
+{
+	__shared__ double sh[32];
+	for (size_t i = blockIdx.x; i < (size_t)n; i += gridDim.x) {
+		float *zi = z + i * S;
+		int64_t tc = tcol[i];
+		float zmax = red[i];
+		double part = 0;
+		for (size_t j = threadIdx.x; j < S; j += blockDim.x) {
+			float ex = (int64_t)j == tc ? (float)exp(tlog[i] - (double)zmax) : expf(fmaf(s, zi[j], -zmax));
+			zi[j] = ex;
+			part += ex;
+		}
+		part = block_sum_d(part, sh);
+		if (threadIdx.x == 0)
+			sum[i] = (float)part;
+	}
+}
+
+/* Per row owned here: rowl[i] = -log p(target), p = the target's float
+ * exponential over the row sum, floored at 1e-300: pfc.c's loss, including
+ * its flaw that a target more than ~103 below the row's largest logit
+ * (float exp underflows) counts -log(1e-300) = 690.8; rowl[n + i] = 1 when
+ * the target's cosine is the row's largest. 0 and 0 for rows owned
+ * elsewhere. Reads z's exponentials: before grad_k. */
+__global__ static void rowloss_k(double *rowl, const float *z, const float *sum, const float *red,
+				 const int32_t *tcol, const float *tcos, int n, size_t S)
+{
+	MFR_FOR(i, (size_t)n) {
+		int tc = tcol[i];
+		double l = 0, hit = 0;
+		if (tc >= 0) {
+			double pt = (double)z[i * S + (size_t)tc] / (double)sum[i];
+			l = -log(pt > 1e-300 ? pt : 1e-300);
+			hit = tcos[i] >= red[(size_t)n + i];
+		}
+		rowl[i] = l;
+		rowl[(size_t)n + i] = hit;
+	}
+}
+
+/* z = dLoss/dcos in place: scale * (p - [target]) * (d margin/d cos on the
+ * target), scale = s / n. */
+__global__ static void grad_k(float *z, const float *sum, const int32_t *tcol, const float *tdt, int n, size_t S,
+			      float scale)
+{
+	MFR_FOR(x, (size_t)n * S) {
+		size_t i = x / S, j = x % S;
+		float pj = z[x] / sum[i];
+		z[x] = scale * ((int64_t)j == (int64_t)tcol[i] ? (pj - 1.f) * tdt[i] : pj);
+	}
+}
+
+/* loss and hits summed over the n rows of rowl, in double: one block of
+ * MFR_THREADS (a power of two). */
+__global__ static void tot_k(double *tot, const double *rowl, int n)
+{
+	__shared__ double sh[2][MFR_THREADS];
+	double a = 0, b = 0;
+	for (int i = threadIdx.x; i < n; i += blockDim.x) {
+		a += rowl[i];
+		b += rowl[(size_t)n + i];
+	}
+	sh[0][threadIdx.x] = a;
+	sh[1][threadIdx.x] = b;
+	__syncthreads();
+	for (int h = blockDim.x / 2; h > 0; h >>= 1) {
+		if ((int)threadIdx.x < h) {
+			sh[0][threadIdx.x] += sh[0][threadIdx.x + h];
+			sh[1][threadIdx.x] += sh[1][threadIdx.x + h];
+		}
+		__syncthreads();
+	}
+	if (threadIdx.x == 0) {
+		tot[0] = sh[0][0];
+		tot[1] = sh[1][0];
+	}
+}
+
+/* Back through y = x / |x| per row: dx = (dy - y (y . dy)) / |x|, in double
+ * as pfc.c's normalize_backward. dx may be dy (each thread rewrites only
+ * the elements it read, after the block's dot product is complete). One
+ * block per row. */
+__global__ static void normb_k(float *dx, const float *dy, const float *y, const float *nrm, size_t rows, int d)
+{
+	__shared__ double sh[32];
+	for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
+		size_t o = r * (size_t)d;
+		double dot = 0;
+		for (int k = threadIdx.x; k < d; k += blockDim.x)
+			dot += (double)y[o + k] * (double)dy[o + k];
+		dot = block_sum_d(dot, sh);
+		double nr = nrm[r];
+		for (int k = threadIdx.x; k < d; k += blockDim.x)
+			dx[o + k] = (float)(((double)dy[o + k] - (double)y[o + k] * dot) / nr);
+	}
+}
+
+/* pfc.c's sgd_row for one entry, the same double operations with no fused
+ * multiply-add (the _rn intrinsics are never contracted), so the same
+ * inputs round to the same floats. */
+__device__ static inline void sgd_el(float *w, float *v, size_t i, double g, double lr, double mu, double wd)
+{
+	float gt = (float)__dadd_rn(g, __dmul_rn(wd, (double)w[i]));
+	float vt = (float)__dadd_rn(__dmul_rn(mu, (double)v[i]), (double)gt);
+	v[i] = vt;
+	w[i] = (float)__dsub_rn((double)w[i], __dmul_rn(lr, (double)vt));
+}
+
+/* Sparse step: the S sampled rows, one thread per entry. */
+__global__ static void sgd_sparse_k(float *w, float *v, const float *grad, const int64_t *sampled, size_t S, int d,
+				    double lr, double mu, double wd)
+{
+	MFR_FOR(x, S * (size_t)d) {
+		size_t k = x / (size_t)d, t = x % (size_t)d;
+		sgd_el(w, v, (size_t)sampled[k] * (size_t)d + t, (double)grad[x], lr, mu, wd);
+	}
+}
+
+/* Dense step: every row of the shard; col says which are sampled. */
+__global__ static void sgd_dense_k(float *w, float *v, const float *grad, const int32_t *col, size_t nl, int d,
+				   double lr, double mu, double wd)
+{
+	MFR_FOR(x, nl * (size_t)d) {
+		size_t j = x / (size_t)d, t = x % (size_t)d;
+		int32_t k = col[j];
+		sgd_el(w, v, x, k >= 0 ? (double)grad[(size_t)k * (size_t)d + t] : 0.0, lr, mu, wd);
+	}
+}
+
+/* col[sampled[k]] = k (set) or -1 (clear) for the S sampled rows. */
+__global__ static void setcol_k(int32_t *col, const int64_t *sampled, size_t S, int set)
+{
+	MFR_FOR(k, S)
+		col[sampled[k]] = set ? (int32_t)k : -1;
+}
+
+/* ---- the all-reduces ---- */
+
+/* The classifier's two collectives, and the only code here that talks to
+ * other ranks: n values of type t (MFR_F32 or MFR_F64) at the device
+ * buffer buf become their max / sum over the ranks of gc — NCCL on the
+ * stream, or staged through the host (gcomm.h). */
+static int stage_allreduce(mfr_gpfc *p, mfr_gcomm *gc, void *buf, size_t n, mfr_dtype t, int op, mfr_error *e)
+{
+	(void)p;
+	return mfr_gcomm_allreduce(gc, buf, n, t, op, e);
+}
+
+static int allreduce_max(mfr_gpfc *p, mfr_gcomm *c, float *buf, size_t n, mfr_error *e)
+{
+	return stage_allreduce(p, c, buf, n, MFR_F32, MFR_MAX, e);
+}
+
+static int allreduce_sum(mfr_gpfc *p, mfr_gcomm *c, void *buf, size_t n, mfr_dtype t, mfr_error *e)
+{
+	return stage_allreduce(p, c, buf, n, t, MFR_SUM, e);
+}
+
+/* ---- the API ---- */
+
+extern "C" {
+
+size_t mfr_gpfc_bytes(int64_t classes, int d, double rate, int max_batch, int size)
+{
+	if (classes < 1 || d < 1 || max_batch < 1 || !(rate > 0 && rate <= 1) || size < 1)
+		return 0;
+	int64_t c0, c1;
+	mfr_pfc_shard(classes, 0, size, &c0, &c1);
+	size_t bytes[NBUF], total = 0;
+	layout(c1 - c0, cap_of(c1 - c0, rate, max_batch), d, max_batch, bytes);
+	for (int i = 0; i < NBUF; i++)
+		total += bytes[i];
+	return total;
+}
+
+void mfr_gpfc_free(mfr_gpfc *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < NBUF; i++)
+		mfr_gpu_free(p->g, p->buf[i]);
+	free(p->hsampled);
+	free(p->pos);
+	free(p->keys);
+	free(p->htcol);
+	free(p);
+}
+
+mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_batch, int rank, int size,
+		       mfr_error *e)
+{
+	if (classes < 1 || d < 1 || max_batch < 1 || !(rate > 0 && rate <= 1) || size < 1 || rank < 0 || rank >= size) {
+		mfr_fail(e, "classifier: bad sizes (classes %lld, dimension %d, rate %g, batch %d)", (long long)classes, d,
+			 rate, max_batch);
+		return NULL;
+	}
+	mfr_gpfc *p = (mfr_gpfc *)calloc(1, sizeof *p);
+	if (!p) {
+		mfr_fail(e, "out of memory");
+		return NULL;
+	}
+	p->g = g;
+	p->classes = classes, p->d = d, p->rate = rate, p->max_batch = max_batch;
+	mfr_pfc_shard(classes, rank, size, &p->c0, &p->c1);
+	p->nl = p->c1 - p->c0;
+	p->cap = cap_of(p->nl, rate, max_batch);
+	if (p->cap > INT_MAX) { /* GEMM sizes and col's columns are int */
+		mfr_fail(e, "classifier: %lld sampled columns are too many for one GPU GEMM (more ranks, a lower rate)",
+			 (long long)p->cap);
+		free(p);
+		return NULL;
+	}
+	size_t bytes[NBUF];
+	layout(p->nl, p->cap, d, max_batch, bytes);
+	for (int i = 0; i < NBUF; i++)
+		if (!(p->buf[i] = mfr_gpu_alloc(g, bytes[i], e)))
+			goto fail;
+	p->w = (float *)p->buf[B_W];
+	p->mom = (float *)p->buf[B_MOM];
+	p->col = (int32_t *)p->buf[B_COL];
+	p->sampled = (int64_t *)p->buf[B_SAMPLED];
+	p->wn = (float *)p->buf[B_WN];
+	p->grad = (float *)p->buf[B_GRAD];
+	p->wnorm = (float *)p->buf[B_WNORM];
+	p->z = (float *)p->buf[B_Z];
+	p->fn = (float *)p->buf[B_FN];
+	p->dfn = (float *)p->buf[B_DFN];
+	p->fnorm = (float *)p->buf[B_FNORM];
+	p->tcol = (int32_t *)p->buf[B_TCOL];
+	p->red = (float *)p->buf[B_RED];
+	p->sum = (float *)p->buf[B_SUM];
+	p->tlog = (double *)p->buf[B_TLOG];
+	p->tdt = (float *)p->buf[B_TDT];
+	p->tcos = (float *)p->buf[B_TCOS];
+	p->rowl = (double *)p->buf[B_ROWL];
+	p->tot = (double *)p->buf[B_TOT];
+	{
+		size_t nl = (size_t)p->nl, B = (size_t)max_batch;
+		p->hsampled = (int64_t *)malloc((nl ? nl : 1) * sizeof *p->hsampled);
+		p->pos = (uint8_t *)calloc(nl ? nl : 1, 1);
+		p->keys = (uint64_t *)malloc((nl ? nl : 1) * sizeof *p->keys);
+		p->htcol = (int32_t *)malloc(B * sizeof *p->htcol);
+		if (!p->hsampled || !p->pos || !p->keys || !p->htcol) {
+			mfr_fail(e, "out of memory (host side of the classifier, %lld classes)", (long long)p->nl);
+			goto fail;
+		}
+	}
+	/* zero weight and momentum (as pfc.c's calloc) and the gradient (a step
+	 * before any forward_backward moves nothing but decay), col all -1 */
+	if (mfr_gpu_zero(g, p->w, bytes[B_W], e) < 0 || mfr_gpu_zero(g, p->mom, bytes[B_MOM], e) < 0 ||
+	    mfr_gpu_zero(g, p->grad, bytes[B_GRAD], e) < 0)
+		goto fail;
+	fill_i32_k<<<mfr_grid(g, (size_t)p->nl, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(p->col, -1, (size_t)p->nl);
+	mfr_gpu_launched(g, "gpfc fill");
+	if (mfr_gpu_sync(g, e) < 0)
+		goto fail;
+	return p;
+fail:
+	mfr_gpfc_free(p);
+	return NULL;
+}
+
+float *mfr_gpfc_weights(mfr_gpfc *p) { return p->w; }
+float *mfr_gpfc_momentum(mfr_gpfc *p) { return p->mom; }
+const float *mfr_gpfc_grad(const mfr_gpfc *p) { return p->grad; }
+
+void mfr_gpfc_range(const mfr_gpfc *p, int64_t *c0, int64_t *c1)
+{
+	*c0 = p->c0;
+	*c1 = p->c1;
+}
+
+const int64_t *mfr_gpfc_sampled(const mfr_gpfc *p, int64_t *count)
+{
+	*count = p->nsamp;
+	return p->hsampled;
+}
+
+void mfr_gpfc_init(mfr_gpfc *p, uint64_t seed)
+{
+	mfr_gpu *g = p->g;
+	size_t n = (size_t)p->nl * (size_t)p->d;
+	init_k<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(p->w, p->mom, p->c0, (size_t)p->nl, p->d,
+									 seed);
+	mfr_gpu_launched(g, "gpfc init");
+}
+
+int mfr_gpfc_put(mfr_gpfc *p, const float *w, const float *mom, mfr_error *e)
+{
+	size_t bytes = (size_t)p->nl * (size_t)p->d * sizeof(float);
+	if (w && mfr_gpu_put(p->g, p->w, w, bytes, e) < 0)
+		return -1;
+	if (mom && mfr_gpu_put(p->g, p->mom, mom, bytes, e) < 0)
+		return -1;
+	return 0;
+}
+
+int mfr_gpfc_get(mfr_gpfc *p, float *w, float *mom, mfr_error *e)
+{
+	size_t bytes = (size_t)p->nl * (size_t)p->d * sizeof(float);
+	if (mfr_gpu_sync(p->g, e) < 0)
+		return -1;
+	if (w && mfr_gpu_get(p->g, w, p->w, bytes, e) < 0)
+		return -1;
+	if (mom && mfr_gpu_get(p->g, mom, p->mom, bytes, e) < 0)
+		return -1;
+	return 0;
+}
+
+int64_t mfr_gpfc_sample(mfr_gpfc *p, const int32_t *labels, int n, uint64_t step_seed, mfr_error *e)
+{
+	if (n < 1 || n > p->max_batch)
+		return mfr_fail(e, "classifier: batch of %d rows, built for 1..%d", n, p->max_batch);
+	p->nsamp = 0;
+	int64_t count = mfr_pfc_choose(p->classes, p->c0, p->nl, p->rate, labels, n, step_seed, p->pos, p->keys,
+				       p->hsampled, e);
+	if (count < 0)
+		return -1;
+	if (count > p->cap) /* cannot happen: cap bounds quota + positives */
+		return mfr_fail(e, "classifier: %lld columns sampled, room for %lld", (long long)count, (long long)p->cap);
+	if (count > 0 && mfr_gpu_put(p->g, p->sampled, p->hsampled, (size_t)count * sizeof(int64_t), e) < 0)
+		return -1;
+	p->nsamp = count;
+	return count;
+}
+
+/* Column of local class l in the sorted sampled list, or -1. */
+static int32_t column_of(const int64_t *s, int64_t count, int64_t l)
+{
+	int64_t lo = 0, hi = count;
+	while (lo < hi) {
+		int64_t mid = lo + (hi - lo) / 2;
+		if (s[mid] < l)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < count && s[lo] == l ? (int32_t)lo : -1;
+}
+
+/* Blocks for a row-wise kernel over rows rows. */
+static unsigned rows_grid(size_t rows) { return (unsigned)(rows < 1 ? 1 : rows < ROWS_GRID_MAX ? rows : ROWS_GRID_MAX); }
+
+int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, const int32_t *labels, int n,
+			      const mfr_margin *m, double *loss, double *acc, float *dfeat, mfr_error *e)
+{
+	if (n < 1 || n > p->max_batch)
+		return mfr_fail(e, "classifier: batch of %d rows, built for 1..%d", n, p->max_batch);
+	mfr_gpu *g = p->g;
+	cudaStream_t st = g->stream;
+	int d = p->d;
+	int64_t S = p->nsamp;
+	size_t Sz = (size_t)S;
+	float s = (float)m->s;
+
+	/* the target columns this rank holds, found on the host */
+	for (int i = 0; i < n; i++) {
+		int64_t l = (int64_t)labels[i] - p->c0;
+		p->htcol[i] = l >= 0 && l < p->nl ? column_of(p->hsampled, S, l) : -1;
+	}
+	if (mfr_gpu_put(g, p->tcol, p->htcol, (size_t)n * sizeof(int32_t), e) < 0)
+		return -1;
+
+	/* normalised features and sampled rows; cosines */
+	norm_rows_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->fn, p->fnorm, feat, NULL, (size_t)n, d);
+	mfr_gpu_launched(g, "gpfc norm features");
+	if (S > 0) {
+		norm_rows_k<<<rows_grid(Sz), MFR_THREADS, 0, st>>>(p->wn, p->wnorm, p->w, p->sampled, Sz, d);
+		mfr_gpu_launched(g, "gpfc norm rows");
+		if (mfr_gemm_cuda(0, 1, n, (int)S, d, 1.f, p->fn, d, p->wn, d, 0.f, p->z, (int)S, MFR_F32, MFR_F32, g, e) < 0)
+			return -1;
+	}
+
+	/* margins, row maxima over all ranks */
+	target_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->tlog, p->tdt, p->tcos, p->z, p->tcol, n,
+									       Sz, m->s, m->m1, m->m2, m->m3);
+	mfr_gpu_launched(g, "gpfc target");
+	rowmax_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->red, p->z, p->tcol, p->tlog, n, Sz, s);
+	mfr_gpu_launched(g, "gpfc rowmax");
+	if (mfr_gpu_check(g, "gpfc forward", e) < 0 || allreduce_max(p, c, p->red, (size_t)2 * n, e) < 0)
+		return -1;
+
+	/* exponentials and their sums over all ranks */
+	exp_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->z, p->sum, p->red, p->tcol, p->tlog, n, Sz, s);
+	mfr_gpu_launched(g, "gpfc exp");
+	if (mfr_gpu_check(g, "gpfc softmax", e) < 0 || allreduce_sum(p, c, p->sum, (size_t)n, MFR_F32, e) < 0)
+		return -1;
+
+	/* loss and accuracy, then the gradient in the cosines in place of z */
+	rowloss_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->rowl, p->z, p->sum, p->red, p->tcol,
+										p->tcos, n, Sz);
+	mfr_gpu_launched(g, "gpfc rowloss");
+	tot_k<<<1, MFR_THREADS, 0, st>>>(p->tot, p->rowl, n);
+	mfr_gpu_launched(g, "gpfc tot");
+	if (S > 0) {
+		grad_k<<<mfr_grid(g, (size_t)n * Sz, MFR_THREADS), MFR_THREADS, 0, st>>>(p->z, p->sum, p->tcol, p->tdt, n,
+											 Sz, (float)(m->s / n));
+		mfr_gpu_launched(g, "gpfc grad");
+	}
+	double tot[2];
+	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || allreduce_sum(p, c, p->tot, 2, MFR_F64, e) < 0 ||
+	    mfr_gpu_get(g, tot, p->tot, sizeof tot, e) < 0)
+		return -1;
+	*loss = tot[0] / n;
+	*acc = tot[1] / n;
+
+	/* dfn = dz wn, grad = dz^T fn; nothing sampled here: this rank adds 0 */
+	if (S == 0) {
+		if (mfr_gpu_zero(g, p->dfn, (size_t)n * d * sizeof(float), e) < 0)
+			return -1;
+	} else if (mfr_gemm_cuda(0, 0, n, d, (int)S, 1.f, p->z, (int)S, p->wn, d, 0.f, p->dfn, d, MFR_F32, MFR_F32, g,
+				 e) < 0 ||
+		   mfr_gemm_cuda(1, 0, (int)S, d, n, 1.f, p->z, (int)S, p->fn, d, 0.f, p->grad, d, MFR_F32, MFR_F32, g,
+				 e) < 0)
+		return -1;
+	if (allreduce_sum(p, c, p->dfn, (size_t)n * d, MFR_F32, e) < 0)
+		return -1;
+	normb_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, p->fnorm, (size_t)n, d);
+	mfr_gpu_launched(g, "gpfc feature gradient");
+	if (S > 0) {
+		normb_k<<<rows_grid(Sz), MFR_THREADS, 0, st>>>(p->grad, p->grad, p->wn, p->wnorm, Sz, d);
+		mfr_gpu_launched(g, "gpfc row gradient");
+	}
+	return mfr_gpu_check(g, "gpfc backward", e);
+}
+
+void mfr_gpfc_step(mfr_gpfc *p, double lr, double mu, double wd, int sparse)
+{
+	mfr_gpu *g = p->g;
+	cudaStream_t st = g->stream;
+	size_t S = (size_t)p->nsamp, d = (size_t)p->d, nl = (size_t)p->nl;
+	if (sparse) {
+		if (S > 0) {
+			sgd_sparse_k<<<mfr_grid(g, S * d, MFR_THREADS), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->sampled,
+											      S, p->d, lr, mu, wd);
+			mfr_gpu_launched(g, "gpfc sparse step");
+		}
+		return;
+	}
+	if (S > 0) {
+		setcol_k<<<mfr_grid(g, S, MFR_THREADS), MFR_THREADS, 0, st>>>(p->col, p->sampled, S, 1);
+		mfr_gpu_launched(g, "gpfc columns");
+	}
+	sgd_dense_k<<<mfr_grid(g, nl * d, MFR_THREADS), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->col, nl, p->d, lr,
+									       mu, wd);
+	mfr_gpu_launched(g, "gpfc dense step");
+	if (S > 0) {
+		setcol_k<<<mfr_grid(g, S, MFR_THREADS), MFR_THREADS, 0, st>>>(p->col, p->sampled, S, 0);
+		mfr_gpu_launched(g, "gpfc columns");
+	}
+}
+
+} /* extern "C" */

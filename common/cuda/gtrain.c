@@ -1,0 +1,247 @@
+/* gtrain.c — one rank's training step on its GPU (contracts in gtrain.h).
+ * Plain C over gpu.h, gnet.h, gpfc.h and gcomm.h. Built only with CUDA. */
+#include "gtrain.h" /* defines: mfr_gtrain_* */
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gcomm.h"      /* defines: mfr_gcomm_* */
+#include "gnet.h"       /* defines: mfr_gnet_* */
+#include "gpfc.h"       /* defines: mfr_gpfc_* */
+#include "gpu_layers.h" /* defines: mfr_sgd_cuda, mfr_sumsq_cuda, mfr_scale_cuda */
+
+#define SCALE_START 65536.0  /* GradScaler's: 2^16 */
+#define SCALE_GROWTH 2000    /* clean steps before the scale doubles */
+#define SCRATCH_GUESS (256.0 * 1024 * 1024) /* cuDNN workspaces and layer scratch */
+
+struct mfr_gtrain {
+	mfr_gtrain_config c;
+	mfr_comm *comm;
+	int rank, k, D, G;
+	const mfr_arch *a;
+	mfr_gpu *g;
+	mfr_gnet *net;
+	mfr_gpfc *fc;
+	mfr_gcomm *gc;
+	float *mom;          /* backbone momentum, the parameter block's layout */
+	size_t ptotal;
+	float *xf;           /* the batch as uploaded, NCHW fp32 */
+	void *x;             /* the batch in the net's type, NHWC */
+	float *emb, *F, *dF; /* this rank's embeddings, the global batch's and their gradient, fp32 */
+	void *dout;          /* this rank's rows of dF, scaled, in the net's type */
+	int32_t *L;          /* host: the global batch's labels */
+	float *red;          /* device: the gradient's sum of squares */
+	int *flag;           /* device: a gradient is not finite */
+	int nruns;           /* learned tensors as runs [run_off, +run_len) of the parameter block */
+	size_t *run_off, *run_len;
+	double scale;
+	int clean;
+	char desc[512];
+};
+
+double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k)
+{
+	size_t P = 0;
+	for (int i = 0; i < a->n_tensors; i++)
+		P += (size_t)a->tensors[i].count;
+	const mfr_shape *in = &a->layers[0].shape;
+	double x = (double)batch * in->c * in->h * in->w;
+	double G = (double)batch * k;
+	return (double)mfr_gnet_bytes(a, batch, 1, t) + (double)P * 4 /* momentum */ +
+	       (double)mfr_gpfc_bytes(classes, d, rate, (int)G, k) + x * (4 + mfr_dtype_size(t)) +
+	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + SCRATCH_GUESS;
+}
+
+mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr_arch *a, int d, mfr_error *e)
+{
+	mfr_gtrain *t = calloc(1, sizeof *t);
+	if (!t) {
+		mfr_fail(e, "out of memory");
+		return NULL;
+	}
+	t->c = *c;
+	t->comm = comm;
+	t->rank = mfr_comm_rank(comm);
+	t->k = mfr_comm_size(comm);
+	t->D = d;
+	t->G = c->batch * t->k;
+	t->a = a;
+	t->scale = c->dtype == MFR_F16 ? SCALE_START : 1;
+	if (!(t->g = mfr_gpu_open(c->device, e)))
+		goto fail;
+	mfr_gpu_set_tf32(t->g, c->tf32);
+	double need = mfr_gtrain_bytes(a, d, c->batch, c->dtype, c->classes, c->sample_rate, t->k);
+	size_t free_b = 0, total_b = 0;
+	mfr_gpu_memory(t->g, &free_b, &total_b);
+	if (need > (double)free_b) {
+		mfr_fail(e, "GPU %d (%s) has %.2f GiB free of %.2f; this run needs about %.2f GiB per rank (see --plan): "
+			    "more ranks, a smaller --batch or a lower --sample-rate",
+			 c->device, mfr_gpu_name(t->g), free_b / 1073741824.0, total_b / 1073741824.0, need / 1073741824.0);
+		goto fail;
+	}
+	if (!(t->net = mfr_gnet_new(t->g, a, c->batch, 1, c->dtype, e)) ||
+	    !(t->fc = mfr_gpfc_new(t->g, c->classes, d, c->sample_rate, t->G, t->rank, t->k, e)) ||
+	    !(t->gc = mfr_gcomm_new(comm, t->g, e)))
+		goto fail;
+	t->ptotal = mfr_gnet_param_total(t->net);
+	const mfr_shape *in = &a->layers[0].shape;
+	size_t xn = (size_t)c->batch * in->c * in->h * in->w, es = mfr_dtype_size(c->dtype);
+	if (!(t->mom = mfr_gpu_alloc(t->g, t->ptotal * 4, e)) || !(t->xf = mfr_gpu_alloc(t->g, xn * 4, e)) ||
+	    !(t->x = mfr_gpu_alloc(t->g, xn * es, e)) || !(t->emb = mfr_gpu_alloc(t->g, (size_t)c->batch * d * 4, e)) ||
+	    !(t->F = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
+	    !(t->dF = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
+	    !(t->dout = mfr_gpu_alloc(t->g, (size_t)c->batch * d * es, e)) || !(t->red = mfr_gpu_alloc(t->g, 4, e)) ||
+	    !(t->flag = mfr_gpu_alloc(t->g, sizeof(int), e)))
+		goto fail;
+	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
+		goto fail;
+	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->run_off = malloc((size_t)a->n_tensors * sizeof(size_t))) ||
+	    !(t->run_len = malloc((size_t)a->n_tensors * sizeof(size_t)))) {
+		mfr_fail(e, "out of memory");
+		goto fail;
+	}
+	/* the learned tensors (not running statistics, not frozen) as runs */
+	size_t off = 0;
+	for (int i = 0; i < a->n_tensors; i++) {
+		size_t cnt = (size_t)a->tensors[i].count;
+		if (!a->tensors[i].buffer && !a->tensors[i].frozen) {
+			if (t->nruns > 0 && t->run_off[t->nruns - 1] + t->run_len[t->nruns - 1] == off)
+				t->run_len[t->nruns - 1] += cnt;
+			else {
+				t->run_off[t->nruns] = off;
+				t->run_len[t->nruns++] = cnt;
+			}
+		}
+		off += cnt;
+	}
+	snprintf(t->desc, sizeof t->desc, "GPU %d %s, backbone %s%s, classifier fp32, %s", c->device, mfr_gpu_name(t->g),
+		 mfr_dtype_name(c->dtype), c->dtype == MFR_F16 ? " with dynamic loss scaling" : c->tf32 ? " (TF32)" : "",
+		 mfr_gcomm_describe(t->gc));
+	return t;
+fail:
+	mfr_gtrain_free(t);
+	return NULL;
+}
+
+void mfr_gtrain_free(mfr_gtrain *t)
+{
+	if (!t)
+		return;
+	if (t->g) {
+		mfr_gpu_free(t->g, t->mom);
+		mfr_gpu_free(t->g, t->xf);
+		mfr_gpu_free(t->g, t->x);
+		mfr_gpu_free(t->g, t->emb);
+		mfr_gpu_free(t->g, t->F);
+		mfr_gpu_free(t->g, t->dF);
+		mfr_gpu_free(t->g, t->dout);
+		mfr_gpu_free(t->g, t->red);
+		mfr_gpu_free(t->g, t->flag);
+	}
+	mfr_gcomm_free(t->gc);
+	mfr_gpfc_free(t->fc);
+	mfr_gnet_free(t->net);
+	mfr_gpu_close(t->g);
+	free(t->L);
+	free(t->run_off);
+	free(t->run_len);
+	free(t);
+}
+
+int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64_t fwd_seed, uint64_t pfc_seed,
+		    double lr, double *loss, double *acc, double *gnorm, int *skipped, mfr_error *e)
+{
+	const mfr_gtrain_config *c = &t->c;
+	mfr_gpu *g = t->g;
+	const mfr_shape *in = &t->a->layers[0].shape;
+	int B = c->batch, D = t->D, hw = in->h * in->w;
+	size_t bd = (size_t)B * D;
+	*skipped = 0;
+	/* the batch up, into the net's layout and type */
+	if (mfr_gpu_put(g, t->xf, x, (size_t)B * in->c * hw * 4, e) < 0)
+		return -1;
+	mfr_to_nhwc_cuda(t->x, c->dtype, t->xf, MFR_F32, B, in->c, hw, 0, g);
+	if (mfr_gnet_forward(t->net, t->x, B, 1, fwd_seed, e) < 0)
+		return -1;
+	/* embeddings as float32 to every rank; labels over the host */
+	mfr_convert_cuda(t->emb, MFR_F32, mfr_gnet_output(t->net, 0, NULL), c->dtype, bd, g);
+	if (mfr_gcomm_allgather(t->gc, t->emb, t->F, bd, MFR_F32, e) < 0)
+		return -1;
+	mfr_comm_allgather(t->comm, labels, t->L, (size_t)B, MFR_I32);
+	if (mfr_gpfc_sample(t->fc, t->L, t->G, pfc_seed, e) < 0 ||
+	    mfr_gpfc_forward_backward(t->fc, t->gc, t->F, t->L, t->G, &c->margin, loss, acc, t->dF, e) < 0)
+		return -1;
+	if (!isfinite(*loss))
+		return mfr_fail(e, "the loss is not finite (lr %g): lower --lr or set --clip", lr);
+	/* this rank's rows, times the loss scale, in the net's type */
+	float *mine = t->dF + (size_t)t->rank * bd;
+	if (t->scale != 1)
+		mfr_scale_cuda(mine, (float)t->scale, bd, g);
+	mfr_convert_cuda(t->dout, c->dtype, mine, MFR_F32, bd, g);
+	const void *douts[1] = {t->dout};
+	float *grads = mfr_gnet_grads(t->net), *params = mfr_gnet_params(t->net);
+	if (mfr_gnet_zero_grad(t->net, e) < 0 || mfr_gnet_backward(t->net, douts, e) < 0)
+		return -1;
+	if (mfr_gcomm_allreduce(t->gc, grads, t->ptotal, MFR_F32, MFR_SUM, e) < 0)
+		return -1;
+	/* the norm (and, for fp16, overflow) in one pass; this waits for the step */
+	float ss;
+	int bad = 0;
+	if (mfr_gpu_zero(g, t->flag, sizeof(int), e) < 0)
+		return -1;
+	mfr_sumsq_cuda(t->red, t->flag, grads, t->ptotal, g);
+	if (mfr_gpu_get(g, &ss, t->red, sizeof ss, e) < 0 || mfr_gpu_get(g, &bad, t->flag, sizeof bad, e) < 0)
+		return -1;
+	if (bad || !isfinite(ss)) {
+		if (c->dtype != MFR_F16)
+			return mfr_fail(e, "a backbone gradient is not finite (lr %g): lower --lr or set --clip", lr);
+		t->scale /= 2;
+		t->clean = 0;
+		*skipped = 1;
+		*gnorm = INFINITY;
+		return 0;
+	}
+	double norm = sqrt((double)ss) / t->scale, gscale = 1 / t->scale;
+	*gnorm = norm;
+	if (c->clip > 0 && norm > c->clip)
+		gscale *= c->clip / norm;
+	for (int r = 0; r < t->nruns; r++)
+		mfr_sgd_cuda(params + t->run_off[r], t->mom + t->run_off[r], grads + t->run_off[r], t->run_len[r], (float)lr,
+			     (float)c->momentum, (float)c->wd, (float)gscale, g);
+	mfr_gnet_params_changed(t->net);
+	mfr_gpfc_step(t->fc, lr, c->momentum, c->fc_wd, c->sparse_momentum);
+	if (c->dtype == MFR_F16 && ++t->clean >= SCALE_GROWTH) {
+		t->scale *= 2;
+		t->clean = 0;
+	}
+	return mfr_gpu_check(g, "training step", e);
+}
+
+int mfr_gtrain_get_state(mfr_gtrain *t, float *params, float *mom, float *fcw, float *fcm, mfr_error *e)
+{
+	if (params && mfr_gnet_get_params(t->net, params, e) < 0)
+		return -1;
+	if (mom && mfr_gpu_get(t->g, mom, t->mom, t->ptotal * 4, e) < 0)
+		return -1;
+	return mfr_gpfc_get(t->fc, fcw, fcm, e);
+}
+
+int mfr_gtrain_put_state(mfr_gtrain *t, const float *params, const float *mom, const float *fcw, const float *fcm,
+			 mfr_error *e)
+{
+	if (params && mfr_gnet_put_params(t->net, params, e) < 0)
+		return -1;
+	if (mom && mfr_gpu_put(t->g, t->mom, mom, t->ptotal * 4, e) < 0)
+		return -1;
+	return mfr_gpfc_put(t->fc, fcw, fcm, e);
+}
+
+const char *mfr_gtrain_describe(const mfr_gtrain *t) { return t->desc; }
+
+void mfr_gtrain_init_classifier(mfr_gtrain *t, uint64_t seed) { mfr_gpfc_init(t->fc, seed); }
+
+double mfr_gtrain_loss_scale(const mfr_gtrain *t) { return t->scale; }
+
+void mfr_gtrain_memory(const mfr_gtrain *t, size_t *now, size_t *peak) { mfr_gpu_usage(t->g, now, peak); }

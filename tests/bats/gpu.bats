@@ -1,0 +1,108 @@
+#!/usr/bin/env bats
+# The CUDA backend through the tools, against the CPU on the same inputs:
+# mfr-embed on a GPU in fp32 (TF32 off) equals the CPU to float rounding and
+# fp16 stays close; mfr-train's steps on a GPU in fp32 follow the CPU's,
+# fp16 steps stay near fp32, and a GPU run killed and resumed ends where an
+# uninterrupted one does. Every test skips, saying why, without a GPU (CI);
+# tests/gpu/run.sh runs them on one.
+bats_require_minimum_version 1.5.0
+load helpers
+
+setup() {
+	common_setup
+	need_tool mfr-train mfr-synth mfr-model mfr-embed mfr-cat
+	local n
+	n=$("$REPO/${MFR_BUILD:-build/rel}/ttools/gpucount")
+	[ "${n%% *}" -gt 0 ] || skip "no GPU: ${n#* }"
+	SMALL=$REPO/tests/arch/small.arch
+	NOBN=$REPO/tests/arch/small-nobn.arch
+}
+
+# close A B TOL: two EMBEDDING streams with the same records and every value
+# within TOL of the stream's largest magnitude
+close() {
+	diff <(mfr-cat --list "$1" | cut -f4-6) <(mfr-cat --list "$2" | cut -f4-6)
+	paste <(mfr-cat --list --values "$1" | tail -n +2 | cut -f7-) \
+	      <(mfr-cat --list --values "$2" | tail -n +2 | cut -f7-) |
+		awk -F'\t' -v t="$3" '{ h = NF / 2; for (i = 1; i <= h; i++) { a[++n] = $i; b[n] = $(i + h);
+			m = $(i + h) < 0 ? -$(i + h) : $(i + h); if (m > mx) mx = m } }
+		END { if (mx < 1) mx = 1; for (i = 1; i <= n; i++) { d = a[i] - b[i]; if (d < 0) d = -d; if (d > w) w = d }
+		      printf "max |d| %g of scale %g\n", w, mx; exit !(n > 0 && w <= t * mx) }'
+}
+
+# same_weights A B TOL: as mfr-train.bats — every weight tensor of two models
+# or checkpoints within TOL of its largest magnitude (momentum not compared)
+same_weights() {
+	mfr-model --compare "$1" "$2" >cmp.txt || true
+	awk -v t="$3" '/relative to max/ && $1 !~ /momentum/ {
+			r = $0; sub(/.*relative to max \|a\| /, "", r); sub(/\).*/, "", r)
+			if (r + 0 > t) { print "weights differ: " $0; bad = 1 } }
+		/^(architecture|.*only in|.*different shape)/ { print; bad = 1 }
+		END { exit bad }' cmp.txt
+}
+
+@test "gpu: mfr-embed on the GPU in fp32 equals the CPU; fp16 and bf16 stay close" {
+	mfr-model --new r18 -o m.mfrm 2>/dev/null
+	mfr-synth -n 4 -m 3 -o faces.mfr 2>/dev/null
+	run -0 mfr-embed --device cpu -m m.mfrm --flip -o cpu.mfr faces.mfr
+	run -0 mfr-embed --device cuda --dtype fp32 -m m.mfrm --flip -o g32.mfr faces.mfr
+	contains "$stderr$output" "GPU 0"
+	close g32.mfr cpu.mfr 1e-4
+	run -0 mfr-embed --device cuda --dtype fp16 -m m.mfrm --flip -o g16.mfr faces.mfr
+	close g16.mfr cpu.mfr 3e-2
+	run -0 mfr-embed --device cuda --dtype bf16 -m m.mfrm --flip -o gb16.mfr faces.mfr
+	close gb16.mfr cpu.mfr 1.5e-1
+	# a bad device name is a usage-level failure, not a crash
+	run -1 mfr-embed --device cuda:99 -m m.mfrm faces.mfr
+	contains "$output" "cuda:99"
+}
+
+@test "gpu: mfr-train steps in fp32 on the GPU follow the CPU's" {
+	mfr-synth -n 41 -m 10 -s 3 -o train.mfr --index 2>/dev/null
+	local a="-a $SMALL --dropout 0.2 --epochs 1 --max-steps 6 --log-every 1 --classes 41 -b 16 --loader-threads 1"
+	run -0 mfr-train $a --device cpu --checkpoint cpu.ckpt --log cpu.tsv train.mfr
+	run -0 mfr-train $a --device cuda --dtype fp32 --checkpoint gpu.ckpt --log gpu.tsv train.mfr
+	contains "$output" "GPU 0"
+	paste <(awk -F'\t' 'NR > 1 { print $3 }' cpu.tsv) <(awk -F'\t' 'NR > 1 { print $3 }' gpu.tsv) |
+		awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 1e-3 * ($1 > 1 ? $1 : 1)) { print "loss " NR ": " $1 " vs " $2; bad = 1 } }
+		     END { exit bad }'
+	same_weights cpu.ckpt gpu.ckpt 1e-3
+	# Partial FC at 0.3 and sparse momentum: the same sampled classes
+	run -0 mfr-train $a --sample-rate 0.3 --device cpu --checkpoint pc.ckpt train.mfr
+	run -0 mfr-train $a --sample-rate 0.3 --device cuda --dtype fp32 --checkpoint pg.ckpt train.mfr
+	same_weights pc.ckpt pg.ckpt 1e-3
+}
+
+@test "gpu: fp16 and bf16 training steps stay near fp32, and the loss falls" {
+	mfr-synth -n 41 -m 10 -s 3 -o train.mfr --index 2>/dev/null
+	local a="-a $SMALL --dropout 0 --epochs 1 --max-steps 3 --log-every 1 --classes 41 -b 16 --loader-threads 1 --device cuda"
+	run -0 mfr-train $a --dtype fp32 --checkpoint f32.ckpt train.mfr
+	run -0 mfr-train $a --dtype fp16 --checkpoint f16.ckpt train.mfr
+	contains "$output" "loss scaling"
+	same_weights f32.ckpt f16.ckpt 2e-2
+	run -0 mfr-train $a --dtype bf16 --checkpoint b16.ckpt train.mfr
+	same_weights f32.ckpt b16.ckpt 1e-1
+	run -0 mfr-train -a $SMALL --epochs 6 -b 32 --lr 0.4 --device cuda --dtype fp16 --log l.tsv --log-every 5 train.mfr
+	first=$(awk -F'\t' 'NR == 2 { print $3 }' l.tsv)
+	last=$(awk -F'\t' 'END { print $3 }' l.tsv)
+	awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.8) }'
+}
+
+@test "gpu: a GPU run killed and resumed ends where an uninterrupted one does" {
+	mfr-synth -n 41 -m 10 -s 3 -o train.mfr --index 2>/dev/null
+	local a="-a $SMALL --epochs 3 -b 8 --dropout 0.2 --warmup 0.5 --decay-epochs 1,2 --log-every 10 --device cuda --dtype fp32"
+	export MFR_CUDNN_DETERMINISTIC=1
+	mfr-train $a -o full.mfrm --checkpoint full.ckpt train.mfr 2>/dev/null
+	mfr-train $a -o part.mfrm --checkpoint part.ckpt --save-every 20 train.mfr 2>/dev/null &
+	local pid=$!
+	while [ ! -e part.ckpt ] && kill -0 $pid 2>/dev/null; do sleep 0.05; done
+	kill -9 $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+	[ -e part.ckpt ]
+	no_file part.ckpt.tmp
+	run -0 mfr-train $a -o part.mfrm --checkpoint part.ckpt --save-every 20 --resume part.ckpt train.mfr
+	contains "$output" "resumed at step"
+	# deterministic cuDNN algorithms and a fixed reduction order: the same
+	# weights up to the order of float sums that differ between the two runs
+	same_weights full.ckpt part.ckpt 1e-5
+}

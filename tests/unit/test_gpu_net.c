@@ -1,0 +1,152 @@
+/* test_gpu_net.c — the GPU executor (gnet.h) against the CPU executor
+ * (net.h, on its reference layers) on whole networks: the same parameters,
+ * input, dropout seed and output gradients must give the same outputs,
+ * running statistics, input gradient and parameter gradients — in fp32 to
+ * float rounding, in fp16 and bf16 to their rounding. TINY uses every op of
+ * the .arch format; HEAD is iresnet's head (dropout on a map, flatten into a
+ * linear), where NHWC vs NCHW order matters. Skips without a GPU. */
+#include "gpu_check.h" /* defines: gcheck_*, CHECK */
+
+#ifdef MFR_HAVE_CUDA
+#include "gnet.h"      /* defines: mfr_gnet_* */
+#include "net.h"       /* defines: mfr_net_* */
+#include "tiny_arch.h" /* defines: TINY, parse */
+
+static const char *HEAD =
+	"mfr-arch 1\n"
+	"input x 3 8 6\n"
+	"conv c1 x out=8 k=3 s=2 p=1\n"
+	"bn b1 c1\n"
+	"prelu p1 b1\n"
+	"dropout d p1 p=0.4\n"
+	"flatten f d\n"
+	"linear fc f out=16\n"
+	"bn1d e fc\n"
+	"output e\n";
+
+/* Runs arch text through both executors at batch N in type t and compares.
+ * Tolerances relative to each tensor's largest magnitude: fp32 2e-4 — the
+ * two sides sum in different orders through ~10 layers, and batch norm over
+ * a batch of 4 divides by small standard deviations, which magnifies
+ * rounding; fp16 3e-2 and bf16 1.5e-1 — about 30 units of the type's
+ * rounding, as every layer's output is rounded to the type again. */
+static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_dtype t)
+{
+	char what[160];
+	mfr_error e = {{0}};
+	mfr_arch *a = parse(text);
+	CHECK(a != NULL);
+	if (!a)
+		return;
+	double tol = t == MFR_F32 ? 2e-4 : t == MFR_F16 ? 3e-2 : 1.5e-1;
+	mfr_net *cn = mfr_net_new(a, N, 1, &e);
+	mfr_gnet *gn = mfr_gnet_new(g, a, N, 1, t, &e);
+	CHECK(cn && gn);
+	if (!cn || !gn) {
+		fprintf(stderr, "    %s\n", e.msg);
+		goto out;
+	}
+	mfr_net_set_reference(cn, 1);
+	mfr_net_init(cn, 7);
+	size_t P = mfr_net_param_total(cn);
+	CHECK(P == mfr_gnet_param_total(gn));
+	float *params = mfr_net_params(cn);
+	gcheck_round(params, P, t); /* the device's compute copies see these exactly */
+	if (mfr_gnet_put_params(gn, params, &e) < 0)
+		gcheck_die("put params", &e);
+	const mfr_layer *in = &a->layers[0];
+	int C = in->shape.c, HW = in->shape.h * in->shape.w;
+	size_t xn = (size_t)N * C * HW;
+	float *x = gcheck_xmalloc(xn * sizeof *x);
+	gcheck_fill(x, xn, 11, 1.5f);
+	gcheck_round(x, xn, t);
+	void *dx = gcheck_put_nhwc(g, x, N, C, HW, t);
+	uint64_t seed = 99;
+	CHECK(mfr_net_forward(cn, x, N, 1, seed, &e) == 0);
+	if (mfr_gnet_forward(gn, dx, N, 1, seed, &e) < 0)
+		gcheck_die("gnet forward", &e);
+
+	/* outputs (vectors: same layout on both sides), and a gradient for each */
+	const void *douts[8] = {0};
+	const float *cdouts[8] = {0};
+	float *dbuf[8] = {0};
+	for (int k = 0; k < a->n_outputs && k < 8; k++) {
+		size_t dim, gdim;
+		float *want = mfr_net_output(cn, k, &dim);
+		void *got_d = mfr_gnet_output(gn, k, &gdim);
+		CHECK(dim == gdim);
+		const mfr_layer *O = &a->layers[a->outputs[k]];
+		float *got = gcheck_xmalloc((size_t)N * dim * sizeof *got);
+		gcheck_get_nchw(g, got, got_d, N, O->shape.c, O->shape.h * O->shape.w, t);
+		snprintf(what, sizeof what, "%s %s forward output %d", name, mfr_dtype_name(t), k);
+		gcheck_close(what, got, want, (size_t)N * dim, tol);
+		free(got);
+		dbuf[k] = gcheck_xmalloc((size_t)N * dim * sizeof *dbuf[k]);
+		gcheck_fill(dbuf[k], (size_t)N * dim, 100 + (uint64_t)k, 1.0f);
+		gcheck_round(dbuf[k], (size_t)N * dim, t);
+		cdouts[k] = dbuf[k];
+		douts[k] = gcheck_put_nhwc(g, dbuf[k], N, O->shape.c, O->shape.h * O->shape.w, t);
+	}
+	/* running statistics were updated in place by both */
+	float *gp = gcheck_xmalloc(P * sizeof *gp);
+	if (mfr_gnet_get_params(gn, gp, &e) < 0)
+		gcheck_die("get params", &e);
+	snprintf(what, sizeof what, "%s %s parameters after a training forward", name, mfr_dtype_name(t));
+	gcheck_close(what, gp, mfr_net_params(cn), P, t == MFR_F32 ? 1e-5 : tol);
+
+	mfr_net_zero_grad(cn);
+	CHECK(mfr_net_backward(cn, cdouts, &e) == 0);
+	if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, &e) < 0)
+		gcheck_die("gnet backward", &e);
+	float *gg = gcheck_xmalloc(P * sizeof *gg);
+	if (mfr_gnet_get_grads(gn, gg, &e) < 0)
+		gcheck_die("get grads", &e);
+	/* per tensor, so a wrong layer is named */
+	for (int i = 0; i < a->n_tensors; i++) {
+		const mfr_arch_tensor *T = &a->tensors[i];
+		if (T->buffer)
+			continue;
+		float *want = mfr_net_tensor_grad(cn, i);
+		size_t off = (size_t)(want - mfr_net_grads(cn));
+		snprintf(what, sizeof what, "%s %s gradient of %s", name, mfr_dtype_name(t), T->name);
+		gcheck_close(what, gg + off, want, (size_t)T->count, tol);
+	}
+	float *gx = gcheck_xmalloc(xn * sizeof *gx);
+	gcheck_get_nchw(g, gx, mfr_gnet_input_grad(gn), N, C, HW, t);
+	snprintf(what, sizeof what, "%s %s input gradient", name, mfr_dtype_name(t));
+	gcheck_close(what, gx, mfr_net_input_grad(cn), xn, tol);
+
+	free(gx);
+	free(gg);
+	free(gp);
+	for (int k = 0; k < 8; k++) {
+		free(dbuf[k]);
+		mfr_gpu_free(g, (void *)douts[k]);
+	}
+	mfr_gpu_free(g, dx);
+	free(x);
+out:
+	mfr_gnet_free(gn);
+	mfr_net_free(cn);
+	mfr_arch_free(a);
+}
+#endif
+
+int main(void)
+{
+#ifndef MFR_HAVE_CUDA
+	printf("skip: gpu net: built without CUDA\n");
+#else
+	mfr_gpu *g = gcheck_open("gpu net");
+	if (g) {
+		mfr_dtype types[3] = {MFR_F32, MFR_F16, MFR_BF16};
+		for (int k = 0; k < 3; k++) {
+			compare(g, "tiny", TINY, 4, types[k]);
+			compare(g, "head", HEAD, 3, types[k]);
+		}
+		compare(g, "tiny batch 2", TINY, 2, MFR_F32);
+		mfr_gpu_close(g);
+	}
+#endif
+	return check_done();
+}
