@@ -511,6 +511,38 @@ static double clip_grads(run *r)
 	return norm;
 }
 
+/* The loader alone (decode, flip, masks, normalisation; no model): one
+ * epoch, or --max-steps batches, timed on every rank, figures on rank 0's
+ * stderr. What a GPU's step must not wait for. */
+static int loader_only(run *r, mfr_error *e)
+{
+	const mfr_train_config *c = r->c;
+	uint64_t steps = r->spe;
+	if (c->max_steps > 0 && (uint64_t)c->max_steps < steps)
+		steps = (uint64_t)c->max_steps;
+	if (mfr_loader_start(r->ld, 0, e) < 0)
+		return -1;
+	double t0 = mfr_now(), wait = 0;
+	for (uint64_t s = 0; s < steps; s++) {
+		float *x;
+		int32_t *lab;
+		uint64_t *ids;
+		double w;
+		if (mfr_loader_next(r->ld, &x, &lab, &ids, &w, e) < 0)
+			return -1;
+		wait += w;
+	}
+	double secs = mfr_now() - t0, ips = steps * (double)r->B / secs;
+	double all = ips;
+	mfr_comm_allreduce(r->comm, &all, 1, MFR_F64, MFR_SUM);
+	if (r->rank == 0)
+		fprintf(stderr, "mfr-train: loader alone: %llu batches of %d in %.2f s: %.1f img/s per rank, %.1f img/s over %d "
+				"rank%s (%d decode threads per rank, masks on %g of faces)\n",
+			(unsigned long long)steps, r->B, secs, ips, all, r->k, r->k > 1 ? "s" : "", c->loader_threads,
+			c->mask_ratio);
+	return 0;
+}
+
 /* A checkpoint of the run's state: a GPU run's comes down to the host first.
  * Collective; a rank that cannot make its host copy ends the job (the others
  * would wait for its shard). */
@@ -617,6 +649,10 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 			goto out_init;
 		}
 		r->C = c->classes;
+	}
+	if (c->loader_only) {
+		rc = loader_only(r, e);
+		goto out_init;
 	}
 	mfr_train_plan plan;
 	if (mfr_train_plan_make(&plan, r->C, r->D, r->B, r->k, c->sample_rate, c->arch, c->prefetch, c->dtype, e) < 0)

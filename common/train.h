@@ -69,6 +69,7 @@ typedef struct {
 	int dtype;                 /* the GPU backbone's element type (mfr_dtype); the classifier is fp32 */
 	int tf32;                  /* GPU fp32 GEMMs and convolutions on TF32 */
 	int threads, loader_threads, prefetch;
+	int loader_only;           /* time the loader alone for an epoch (or max_steps batches); no training */
 	double mem_limit;          /* bytes per rank, 0: none */
 	/* online mask augmentation (maskaug.h): each (epoch, face) masked with
 	 * probability mask_ratio; 0 off */

@@ -15,7 +15,7 @@ enum {
 	O_PLAN = 256, O_CLASSES, O_EMB, O_RANKS, O_RATE, O_MARGIN, O_M1, O_M2, O_M3, O_SCALE, O_DROPOUT, O_MOMENTUM,
 	O_WD, O_FC_WD, O_LR, O_WARMUP, O_EPOCHS, O_DECAY, O_DECAY_EPOCHS, O_GAMMA, O_POWER, O_CLIP, O_SEED, O_INIT,
 	O_RESUME, O_CKPT, O_SAVE_EVERY, O_LOG, O_LOG_EVERY, O_MAX_STEPS, O_LOADER, O_PREFETCH, O_MEM, O_FC_MOM,
-	O_MASK_RATIO, O_MASK_TEMPLATES, O_DEVICE, O_DTYPE, O_TF32
+	O_MASK_RATIO, O_MASK_TEMPLATES, O_DEVICE, O_DTYPE, O_TF32, O_LOADER_ONLY
 };
 
 static const mfr_option opts[] = {
@@ -59,6 +59,7 @@ static const mfr_option opts[] = {
 	{"mask-ratio", O_MASK_RATIO, "R", "online mask augmentation: each face in each epoch masked with probability R (paper: 0.15; default 0)"},
 	{"mask-templates", O_MASK_TEMPLATES, "PATH", "with --mask-ratio: also user mask templates (as mfr-maskaug -t)"},
 	{"plan", O_PLAN, NULL, "print the per-rank memory plan and exit"},
+	{"loader-only", O_LOADER_ONLY, NULL, "time the loader alone (decode, flip, masks) for an epoch or --max-steps batches, and exit"},
 	{"classes", O_CLASSES, "C", "number of classes (default: 1 + the largest label; --plan: required)"},
 	{"embedding-size", O_EMB, "D", "--plan: embedding dimension (default: the architecture's)"},
 	{"ranks", O_RANKS, "K", "--plan: number of ranks (default: this job's)"},
@@ -68,9 +69,11 @@ static const mfr_option opts[] = {
 static const mfr_tool tool = {
 	"mfr-train",
 	"[-a ARCH] -o MODEL [-b N] [options] FILE...\n"
-	"--plan --classes C [--embedding-size D] [--batch N] [--ranks K] [--sample-rate R] [-a ARCH]",
+	"--plan --classes C [--embedding-size D] [--batch N] [--ranks K] [--sample-rate R] [-a ARCH]\n"
+	"--loader-only [-b N] [--loader-threads N] [--mask-ratio R] FILE...",
 	"Train a backbone on labelled FACE streams (each with its .idx, built when missing) with a\n"
-	"margin-softmax classifier sharded by class across MPI ranks (mpirun -np K mfr-train ...).",
+	"margin-softmax classifier sharded by class across MPI ranks (mpirun -np K mfr-train ...),\n"
+	"on the CPU or one GPU per rank.",
 	opts,
 };
 
@@ -183,6 +186,7 @@ int main(int argc, char **argv)
 				mfr_usage_error("--dtype: unknown type '%s' (fp16, bf16, fp32)", optarg);
 			break;
 		case O_TF32: c.tf32 = 1; break;
+		case O_LOADER_ONLY: c.loader_only = 1; break;
 		case O_CLASSES: c.classes = mfr_parse_int(optarg, 1, 1ll << 40, "classes"); break;
 		case O_EMB: emb = (int)mfr_parse_int(optarg, 1, 65536, "embedding size"); break;
 		case O_RANKS: ranks = (int)mfr_parse_int(optarg, 1, 1 << 20, "ranks"); break;
@@ -222,7 +226,7 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		mfr_usage_error("no input: give FACE stream files (with labels)");
-	if (!c.output && !c.checkpoint)
+	if (!c.output && !c.checkpoint && !c.loader_only)
 		mfr_usage_error("nothing would be written: give -o MODEL and/or --checkpoint FILE");
 	c.inputs = (const char *const *)argv + optind;
 	c.ninputs = argc - optind;

@@ -217,3 +217,13 @@ metric() {
 	awk -v a="$auc0" -v b="$auc1" -v c="$eer0" -v d="$eer1" \
 		'BEGIN { if (!(b > a + 0.05 && d < c - 0.05)) { print "no improvement"; exit 1 } }'
 }
+
+@test "mfr-train --loader-only times the loader alone and trains nothing" {
+	data
+	run -0 mfr-train --loader-only -b 16 --loader-threads 2 train.mfr
+	contains "$output" "loader alone: 25 batches of 16"
+	contains "$output" "img/s per rank"
+	run -0 mfr-train --loader-only -b 16 --max-steps 3 --mask-ratio 0.5 train.mfr
+	contains "$output" "loader alone: 3 batches of 16"
+	[ -z "$(ls | grep -v '^train\.mfr')" ] || { ls; false; }
+}
