@@ -311,19 +311,21 @@ int MFR_PFC(forward_backward)(MFR_PFC_T *p, mfr_comm *c, const mfr_real *feat, c
 	mfr_comm_allreduce(c, p->red, (size_t)2 * n, MFR_F64, MFR_MAX);
 
 	/* exponentials (kept in z) and their sums; targets' raw cosines */
-	double *sum = malloc((size_t)n * 2 * sizeof *sum);
+	double *sum = malloc((size_t)n * 3 * sizeof *sum);
 	if (!sum)
 		return mfr_fail(e, "out of memory");
-	double *tcos = sum + n;
+	double *tcos = sum + n, *tl = sum + 2 * (size_t)n; /* tl: the target's logit - zmax, where it is here */
 	for (int i = 0; i < n; i++) {
 		mfr_real *z = p->z + (size_t)i * S;
 		double s = 0;
 		tcos[i] = 0;
+		tl[i] = 0;
 		for (int64_t j = 0; j < S; j++) {
 			double cj = z[j], dt, zj = cj;
 			if (j == p->tcol[i]) {
 				tcos[i] = cj;
 				zj = margin_target(m, cj, &dt);
+				tl[i] = m->s * zj - zmax[i];
 			}
 			double ex = exp(m->s * zj - zmax[i]);
 			s += ex;
@@ -342,7 +344,9 @@ int MFR_PFC(forward_backward)(MFR_PFC_T *p, mfr_comm *c, const mfr_real *feat, c
 			if (j == p->tcol[i]) {
 				double dt;
 				margin_target(m, tcos[i], &dt);
-				tot[0] -= log(pj > 1e-300 ? pj : 1e-300);
+				/* -log p = log(sum) - (logit - zmax): exact even where
+				 * exp(logit - zmax) underflowed to 0 */
+				tot[0] += log(sum[i]) - tl[i];
 				tot[1] += tcos[i] >= cmax[i];
 				g = (pj - 1) * dt;
 			}

@@ -269,14 +269,15 @@ __global__ static void exp_k(float *z, float *sum, const float *red, const int32
  * the target's cosine is the row's largest. 0 and 0 for rows owned
  * elsewhere. Reads z's exponentials: before grad_k. */
 __global__ static void rowloss_k(double *rowl, const float *z, const float *sum, const float *red,
-				 const int32_t *tcol, const float *tcos, int n, size_t S)
+				 const int32_t *tcol, const float *tcos, const double *tlog, int n, size_t S)
 {
 	MFR_FOR(i, (size_t)n) {
 		int tc = tcol[i];
 		double l = 0, hit = 0;
 		if (tc >= 0) {
-			double pt = (double)z[i * S + (size_t)tc] / (double)sum[i];
-			l = -log(pt > 1e-300 ? pt : 1e-300);
+			/* -log p = log(sum) - (logit - zmax), as pfc.c: exact even
+			 * where exp(logit - zmax) underflowed to 0 */
+			l = log((double)sum[i]) - (tlog[i] - (double)red[i]);
 			hit = tcos[i] >= red[(size_t)n + i];
 		}
 		rowl[i] = l;
@@ -634,7 +635,7 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 
 	/* loss and accuracy, then the gradient in the cosines in place of z */
 	rowloss_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->rowl, p->z, p->sum, p->red, p->tcol,
-										p->tcos, n, Sz);
+										p->tcos, p->tlog, n, Sz);
 	mfr_gpu_launched(g, "gpfc rowloss");
 	tot_k<<<1, MFR_THREADS, 0, st>>>(p->tot, p->rowl, n);
 	mfr_gpu_launched(g, "gpfc tot");

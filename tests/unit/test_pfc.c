@@ -278,6 +278,31 @@ static void test_momentum(void)
 	}
 }
 
+/* A target so unlikely that exp(logit - max) underflows in float: the loss
+ * must still be -log p, not a clamp. Two classes in 2-d, the feature on
+ * class 1's row and opposite class 0's, target 0, CosFace s = 64, m = 0.4:
+ * logits 64 (class 1) and 64 (-1 - 0.4) = -89.6 (target), so
+ * -log p = 153.6 + log(1 + e^-153.6) = 153.6. */
+static void test_unlikely_target(void)
+{
+	mfr_error e = {{0}};
+	mfr_pfc *p = mfr_pfc_new(2, 2, 1.0, 1, 0, 1, &e);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	float *w = mfr_pfc_weights(p);
+	w[0] = -1, w[1] = 0, w[2] = 1, w[3] = 0;
+	float feat[2] = {1, 0}, df[2];
+	int32_t lab[1] = {0};
+	mfr_margin m = {64, 1, 0, 0.4};
+	double loss, acc;
+	CHECK(mfr_pfc_sample(p, lab, 1, 1, &e) == 2);
+	CHECK(mfr_pfc_forward_backward(p, comm, feat, lab, 1, &m, &loss, &acc, df, &e) == 0);
+	CHECK_NEAR(loss, 153.6, 1e-4);
+	CHECK(acc == 0);
+	mfr_pfc_free(p);
+}
+
 int main(int argc, char **argv)
 {
 	mfr_error e = {{0}};
@@ -292,6 +317,7 @@ int main(int argc, char **argv)
 	test_float_double();
 	test_sampling();
 	test_momentum();
+	test_unlikely_target();
 	mfr_comm_finish(comm);
 	return check_done();
 }
