@@ -679,8 +679,10 @@ static void sort_rows(mfr_topk *t)
 	}
 }
 
+/* fn: the tiles' producer (score.h), NULL for mfr_sgemm on the calling
+ * thread's GEMM threads. */
 static int search_fp32(const float *c, size_t n, uint32_t d, float threshold, size_t block, int threads,
-		       mfr_topk *t, mfr_error *e)
+		       mfr_block_fn fn, void *ctx, mfr_topk *t, mfr_error *e)
 {
 	size_t bs = block < n ? block : (n ? n : 1);
 	int rc = -1;
@@ -700,8 +702,11 @@ static int search_fp32(const float *c, size_t n, uint32_t d, float threshold, si
 		size_t bi = n - i0 < bs ? n - i0 : bs;
 		for (size_t j0 = i0; j0 < n; j0 += bs) {
 			size_t bj = n - j0 < bs ? n - j0 : bs;
-			if (mfr_sgemm(0, 1, (int64_t)bi, (int64_t)bj, d, 1.0f, c + i0 * d, d, c + j0 * d, d, 0.0f, S,
-				      (int64_t)bj) < 0) {
+			if (fn) {
+				if (fn(ctx, c + i0 * d, (int64_t)bi, c + j0 * d, (int64_t)bj, (int)d, S, (int64_t)bj, e) < 0)
+					goto done;
+			} else if (mfr_sgemm(0, 1, (int64_t)bi, (int64_t)bj, d, 1.0f, c + i0 * d, d, c + j0 * d, d, 0.0f, S,
+					     (int64_t)bj) < 0) {
 				mfr_fail(e, "pair search: GEMM of a %zu x %zu tile failed", bi, bj);
 				goto done;
 			}
@@ -1042,12 +1047,15 @@ done:
 	return rc;
 }
 
-int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
-		    int method, mfr_topk *t, mfr_error *e)
+/* mfr_pair_search and mfr_pair_search_with (method MFR_SEARCH_BLOCKS, fn
+ * not NULL). */
+static int pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
+		       int method, mfr_block_fn fn, mfr_bind_fn bind, void *ctx, mfr_topk *t, mfr_error *e)
 {
 	*t = (mfr_topk){.n = n, .k = k};
-	if (k < 1 || k > 1024 || block < 1 || n >= UINT32_MAX ||
-	    (method != MFR_SEARCH_AUTO && method != MFR_SEARCH_FP32 && method != MFR_SEARCH_INT8))
+	if (k < 1 || k > 1024 || block < 1 || n >= UINT32_MAX || d > INT32_MAX ||
+	    (method != MFR_SEARCH_AUTO && method != MFR_SEARCH_FP32 && method != MFR_SEARCH_INT8 &&
+	     !(method == MFR_SEARCH_BLOCKS && fn)))
 		return mfr_fail(e, "pair search: bad arguments (k %d, block %zu, n %zu, method %d)", k, block, n,
 				method);
 	if (method == MFR_SEARCH_AUTO)
@@ -1066,14 +1074,36 @@ int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k
 		mfr_topk_free(t);
 		return mfr_fail(e, "out of memory for the pair search of %zu centres", n);
 	}
-	int rc = method == MFR_SEARCH_INT8 ? search_int8(c, n, d, threshold, block, threads, t, e)
-					   : search_fp32(c, n, d, threshold, block, threads, t, e);
+	int rc;
+	if (method == MFR_SEARCH_BLOCKS) {
+		rc = bind ? bind(ctx, c, (int64_t)n, c, (int64_t)n, (int)d, e) : 0;
+		if (rc == 0) {
+			rc = search_fp32(c, n, d, threshold, block, threads, fn, ctx, t, e);
+			mfr_error ignored;
+			if (bind)
+				bind(ctx, NULL, 0, NULL, 0, 0, &ignored);
+		}
+	} else
+		rc = method == MFR_SEARCH_INT8 ? search_int8(c, n, d, threshold, block, threads, t, e)
+					       : search_fp32(c, n, d, threshold, block, threads, NULL, NULL, t, e);
 	if (rc < 0) {
 		mfr_topk_free(t);
 		return -1;
 	}
 	sort_rows(t);
 	return 0;
+}
+
+int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
+		    int method, mfr_topk *t, mfr_error *e)
+{
+	return pair_search(c, n, d, threshold, k, block, threads, method, NULL, NULL, NULL, t, e);
+}
+
+int mfr_pair_search_with(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block,
+			 int threads, mfr_block_fn fn, mfr_bind_fn bind, void *ctx, mfr_topk *t, mfr_error *e)
+{
+	return pair_search(c, n, d, threshold, k, block, threads, MFR_SEARCH_BLOCKS, fn, bind, ctx, t, e);
 }
 
 void mfr_topk_free(mfr_topk *t)

@@ -16,6 +16,7 @@
 
 #include "hashmap.h" /* defines: mfr_map */
 #include "qgemm.h"   /* defines: MFR_QGEMM_MAX_K */
+#include "score.h"   /* defines: mfr_block_fn, mfr_bind_fn */
 #include "stream.h"  /* defines: mfr_reader, mfr_record, mfr_schema */
 #include "util.h"    /* defines: mfr_error */
 
@@ -169,7 +170,7 @@ typedef struct {
 	uint32_t *n_nb;
 	float *sim;    /* n x k */
 	uint32_t *nb;  /* n x k */
-	int method;        /* the search that filled it: MFR_SEARCH_FP32 or MFR_SEARCH_INT8 */
+	int method;        /* the search that filled it: MFR_SEARCH_FP32, _INT8 or _BLOCKS */
 	uint64_t rescored; /* pairs it rescored with mfr_dot (for benchmarks and logs) */
 } mfr_topk;
 
@@ -179,6 +180,7 @@ enum {
 	MFR_SEARCH_AUTO = 0, /* int8 when mfr_qgemm_fast() and d <= MFR_QGEMM_MAX_K, else fp32 */
 	MFR_SEARCH_FP32 = 1, /* mfr_sgemm tiles, a fixed rounding margin */
 	MFR_SEARCH_INT8 = 2, /* mfr_qgemm_s8 tiles, a rigorous per-pair bound (any backend) */
+	MFR_SEARCH_BLOCKS = 3, /* fp32 tiles from a block producer: mfr_pair_search_with only */
 };
 
 /* Exact search of all pairs of the n rows of c (n x d, row-major; meant to be
@@ -218,6 +220,16 @@ enum {
  * pairs within about that of the threshold are rescored. */
 int mfr_pair_search(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block, int threads,
 		    int method, mfr_topk *t, mfr_error *e);
+
+/* mfr_pair_search by MFR_SEARCH_FP32's rule with its block x block tiles
+ * from the producer fn (score.h; gsim.h's GPU GEMM) instead of mfr_sgemm;
+ * bind (may be NULL) is called with c before the first tile and with NULL
+ * after the last. fn is called from the calling thread only. The producer's
+ * float sums must be as close to the exact dot product as a float32 GEMM's
+ * (TF32 would not be: its ~1e-3 relative error exceeds the margin); then
+ * the result is mfr_pair_search's. t->method is MFR_SEARCH_BLOCKS. */
+int mfr_pair_search_with(const float *c, size_t n, uint32_t d, float threshold, int k, size_t block,
+			 int threads, mfr_block_fn fn, mfr_bind_fn bind, void *ctx, mfr_topk *t, mfr_error *e);
 void mfr_topk_free(mfr_topk *t);
 
 /* Whether j is among i's kept neighbours. */

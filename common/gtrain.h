@@ -79,6 +79,12 @@ void mfr_gtrain_init_classifier(mfr_gtrain *t, uint64_t seed);
 /* The loss scale now (1 unless fp16). */
 double mfr_gtrain_loss_scale(const mfr_gtrain *t);
 
+/* The fp16 loss scaler's state, for checkpoints: the scale as a power of
+ * two and the clean steps since it last changed; set restores them (a
+ * resumed run then skips and grows where an uninterrupted one does). */
+void mfr_gtrain_scale_state(const mfr_gtrain *t, int *log2_scale, int *clean);
+void mfr_gtrain_set_scale_state(mfr_gtrain *t, int log2_scale, int clean);
+
 /* Device memory held now and at most (mfr_gpu_usage). */
 void mfr_gtrain_memory(const mfr_gtrain *t, size_t *now, size_t *peak);
 

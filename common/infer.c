@@ -146,10 +146,12 @@ int mfr_infer_run(mfr_infer *f, const float *x, int n, int k, float *out, mfr_er
 	if (mfr_gpu_put(f->g, f->xf, x, (size_t)n * in->c * hw * 4, e) < 0)
 		return -1;
 	mfr_to_nhwc_cuda(f->x, f->t, f->xf, MFR_F32, n, in->c, hw, 0, f->g);
-	if (mfr_gnet_forward(f->gn, f->x, n, 0, 0, e) < 0)
+	if (mfr_gpu_check(f->g, "input", e) < 0 || mfr_gnet_forward(f->gn, f->x, n, 0, 0, e) < 0)
 		return -1;
 	/* the output back in the reference's layout and in float */
 	mfr_to_nchw_cuda(f->of, MFR_F32, mfr_gnet_output(f->gn, k, NULL), f->t, n, os->c, os->h * os->w, 0, f->g);
+	if (mfr_gpu_check(f->g, "output", e) < 0)
+		return -1;
 	return mfr_gpu_get(f->g, out, f->of, (size_t)n * dim * 4, e);
 #else
 	return mfr_fail(e, "built without CUDA");

@@ -917,7 +917,7 @@ static int run_job(job *j, mfr_scores *out, mfr_error *e)
 	worker *w = calloc((size_t)nt, sizeof *w);
 	pthread_t *th = calloc((size_t)nt, sizeof *th);
 	int *started = calloc((size_t)nt, sizeof *started);
-	int rc = 0;
+	int rc = 0, bound = 0; /* bound: the producer holds the operands (mfr_bind_fn) */
 	if (!w || !th || !started) {
 		rc = mfr_fail(e, "out of memory");
 		goto done;
@@ -932,6 +932,14 @@ static int run_job(job *j, mfr_scores *out, mfr_error *e)
 				      (long long)j->tile);
 			goto done;
 		}
+	}
+	if (j->g->bind) {
+		if (j->g->bind(j->ctx, j->p->vec, j->p->n, j->q->vec, j->q->n, j->p->dim, e) < 0) {
+			rc = -1;
+			pthread_mutex_destroy(&j->lock);
+			goto done;
+		}
+		bound = 1;
 	}
 	int saved = mfr_gemm_threads();
 	for (int k = 1; k < nt; k++)
@@ -951,6 +959,10 @@ static int run_job(job *j, mfr_scores *out, mfr_error *e)
 	for (int k = 0; k < nt && rc == 0; k++)
 		rc = mfr_scores_merge(out, w[k].out, e);
 done:
+	if (bound) {
+		mfr_error ignored;
+		j->g->bind(j->ctx, NULL, 0, NULL, 0, 0, &ignored);
+	}
 	for (int k = 0; w && k < nt; k++) {
 		mfr_scores_free(w[k].out);
 		free(w[k].buf);
@@ -1195,6 +1207,10 @@ int mfr_identify(const mfr_engine *g, const mfr_emb_set *probe, const mfr_emb_se
 		nt = 256;
 	pthread_t th[256];
 	int started[256] = {0};
+	if (g->bind && g->bind(j.ctx, probe->vec, probe->n, gallery->vec, gallery->n, probe->dim, e) < 0) {
+		pthread_mutex_destroy(&j.lock);
+		goto done;
+	}
 	int saved = mfr_gemm_threads();
 	for (int k = 1; k < nt; k++)
 		started[k] = pthread_create(&th[k], NULL, iwork, &j) == 0;
@@ -1204,6 +1220,10 @@ int mfr_identify(const mfr_engine *g, const mfr_emb_set *probe, const mfr_emb_se
 			pthread_join(th[k], NULL);
 	mfr_gemm_set_threads(saved);
 	pthread_mutex_destroy(&j.lock);
+	if (g->bind) {
+		mfr_error ignored;
+		g->bind(j.ctx, NULL, 0, NULL, 0, 0, &ignored);
+	}
 	if (j.failed)
 		*e = j.err;
 	else

@@ -59,11 +59,20 @@ typedef enum { MFR_SIM_COSINE = 0, MFR_SIM_EUCLIDEAN = 1 } mfr_sim;
 /* The similarity block producer: out (na x nb, row stride ldo) = a (na x
  * dim) times b (nb x dim) transposed — raw dot products; the caller turns
  * them into scores. The default, mfr_block_gemm, calls mfr_sgemm on the
- * calling thread; a GPU producer would copy a and b once (ctx) and return
- * blocks. Called from several threads at once unless the engine has
- * threads = 1. Returns 0 or -1 with e filled. */
+ * calling thread; the GPU's (gsim.h) copies the operand sets once (the bind
+ * hook below) and returns blocks. Called from several threads at once
+ * unless the engine has threads = 1. Returns 0 or -1 with e filled. */
 typedef int (*mfr_block_fn)(void *ctx, const float *a, int64_t na, const float *b, int64_t nb, int dim,
 			    float *out, int64_t ldo, mfr_error *e);
+/* The producer's optional bind hook: called from the calling thread with
+ * the two operand sets of a run (a: na rows, b: nb rows of dim floats; b ==
+ * a for all pairs of one set) before its first block, and with a = b = NULL
+ * after its last block, failed runs included. Every block of the run points
+ * into these rows, which stay unchanged until the second call, so a GPU
+ * producer (gsim.h) uploads them once. Returns 0, or -1 with e filled and
+ * nothing held (the run then fails without the second call). */
+typedef int (*mfr_bind_fn)(void *ctx, const float *a, int64_t na, const float *b, int64_t nb, int dim,
+			   mfr_error *e);
 int mfr_block_gemm(void *ctx, const float *a, int64_t na, const float *b, int64_t nb, int dim, float *out,
 		   int64_t ldo, mfr_error *e);
 
@@ -145,6 +154,7 @@ typedef struct {
 	int threads;        /* workers, >= 1 */
 	int64_t tile;       /* block side (rows and columns), >= 1; 0: 2048 */
 	mfr_block_fn block; /* NULL: mfr_block_gemm */
+	mfr_bind_fn bind;   /* NULL: none (see mfr_bind_fn) */
 	void *block_ctx;
 } mfr_engine;
 

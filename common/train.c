@@ -26,6 +26,7 @@
 
 #define STATE_SECTION 0x8001u /* the checkpoint's state: data-formats.md 9.7 */
 #define GIB (1024.0 * 1024.0 * 1024.0)
+#define MAX_OUTPUTS 64 /* of an architecture: the embedding is the first, the rest get no gradient */
 
 void mfr_train_defaults(mfr_train_config *c)
 {
@@ -62,6 +63,12 @@ static mfr_arch *load_arch(const char *spec, double dropout, int *dim, mfr_error
 	for (int i = 0; dropout >= 0 && i < a->n_layers; i++)
 		if (a->layers[i].op == MFR_OP_DROPOUT)
 			a->layers[i].p = dropout;
+	if (a->n_outputs > MAX_OUTPUTS) {
+		mfr_fail(e, "'%s': %d outputs; mfr-train trains the first and allows at most %d", spec, a->n_outputs,
+			 MAX_OUTPUTS);
+		mfr_arch_free(a);
+		return NULL;
+	}
 	const mfr_shape *s = &a->layers[a->outputs[0]].shape;
 	*dim = s->c * s->h * s->w;
 	return a;
@@ -200,6 +207,7 @@ typedef struct {
 	mfr_gtrain *gt;   /* the step on a GPU; net and mom are then host copies for checkpoints */
 #endif
 	float *fcw, *fcm; /* a GPU run's classifier shard on the host, while checkpointing */
+	int64_t scale_log2, scale_clean; /* a resumed checkpoint's fp16 loss scaler, or -1 */
 } run;
 
 /* The classifier shard's rows and momentum on the host: the CPU classifier's
@@ -287,6 +295,13 @@ static int save_checkpoint(run *r, const char *path, uint64_t step, mfr_error *e
 		mfr_pfc_shard(r->C, q, r->k, &c0, &c1);
 		mfr_text_printf(&st, "shard %d %lld %lld\n", q, (long long)c0, (long long)c1);
 	}
+#ifdef MFR_HAVE_CUDA
+	if (r->gt) { /* the fp16 loss scaler (1 = 2^0 in the other types) */
+		int l2, clean;
+		mfr_gtrain_scale_state(r->gt, &l2, &clean);
+		mfr_text_printf(&st, "loss_scale_log2 %d\nscale_clean %d\n", l2, clean);
+	}
+#endif
 	int64_t cd[2] = {r->C, r->D}, pd[1] = {(int64_t)r->ptotal};
 	if (!st.d || st.failed)
 		mfr_fail(e, "out of memory");
@@ -320,7 +335,7 @@ static long long state_value(const char *text, const char *key)
  * start from, or -1 (on every rank) with e filled. */
 static int64_t load_checkpoint(run *r, const char *path, mfr_error *e)
 {
-	int64_t head[2] = {0, -1}; /* ok, step */
+	int64_t head[4] = {0, -1, -1, -1}; /* ok, step, the loss scaler's log2 scale and clean steps (-1: none) */
 	mfr_model m = {0};
 	float *W = NULL, *M = NULL;
 	if (r->rank == 0) {
@@ -339,6 +354,8 @@ static int64_t load_checkpoint(run *r, const char *path, mfr_error *e)
 			  dim = state_value(state, "embedding"), samples = state_value(state, "samples"),
 			  spe = state_value(state, "steps_per_epoch"), gb = state_value(state, "global_batch"),
 			  seed = state_value(state, "seed");
+		head[2] = state_value(state, "loss_scale_log2");
+		head[3] = state_value(state, "scale_clean");
 		free(state);
 		if (step < 0 || classes < 1 || dim < 1 || spe < 1 || gb < 1) {
 			mfr_fail(e, "'%s': damaged training state", path);
@@ -380,7 +397,8 @@ static int64_t load_checkpoint(run *r, const char *path, mfr_error *e)
 		head[0] = 1;
 	}
 bad:
-	mfr_comm_bcast(r->comm, head, 2, MFR_I64, 0);
+	mfr_comm_bcast(r->comm, head, 4, MFR_I64, 0);
+	r->scale_log2 = head[2], r->scale_clean = head[3];
 	if (!head[0]) {
 		mfr_model_free(&m);
 		if (r->rank != 0)
@@ -657,11 +675,6 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	mfr_train_plan plan;
 	if (mfr_train_plan_make(&plan, r->C, r->D, r->B, r->k, c->sample_rate, c->arch, c->prefetch, c->dtype, e) < 0)
 		goto out_init;
-	if (c->mem_limit > 0 && plan.total > c->mem_limit) {
-		mfr_fail(e, "the plan needs %.3f GiB per rank, over --mem-limit %.3f GiB (see --plan; more ranks or a lower --sample-rate shrink the classifier)",
-			 plan.total / GIB, c->mem_limit / GIB);
-		goto out_init;
-	}
 	/* where the step runs: the same on every rank (a GPU only when all have one) */
 	const char *device = c->device ? c->device : mfr_device_default();
 	int gpu_dev = 0, on_gpu = mfr_device_select(device, &gpu_dev, e);
@@ -678,6 +691,11 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	}
 	if (on_gpu && !strchr(device, ':')) /* one GPU per rank: by the rank on its node */
 		gpu_dev = local_rank() % mfr_gpu_count(NULL, 0);
+	if (!on_gpu && c->mem_limit > 0 && plan.total > c->mem_limit) {
+		mfr_fail(e, "the plan needs %.3f GiB per rank, over --mem-limit %.3f GiB (see --plan; more ranks or a lower --sample-rate shrink the classifier)",
+			 plan.total / GIB, c->mem_limit / GIB);
+		goto out_init;
+	}
 	if (on_gpu && c->mem_limit > 0 && plan.gpu_total > c->mem_limit) {
 		mfr_fail(e, "the plan needs %.3f GiB of GPU memory per rank, over --mem-limit %.3f GiB", plan.gpu_total / GIB,
 			 c->mem_limit / GIB);
@@ -729,6 +747,8 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 #ifdef MFR_HAVE_CUDA
 		if (s >= 0 && r->gt && mfr_gtrain_put_state(r->gt, mfr_net_params(r->net), r->mom, r->fcw, r->fcm, e) < 0)
 			s = -1;
+		if (s >= 0 && r->gt && r->scale_log2 >= 0 && r->scale_clean >= 0)
+			mfr_gtrain_set_scale_state(r->gt, (int)r->scale_log2, (int)r->scale_clean);
 #endif
 		fc_host_done(r);
 		if (s < 0)
@@ -803,7 +823,7 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 			goto out;
 		}
 		mfr_net_zero_grad(r->net);
-		const float *dout[1] = {dF + (size_t)r->rank * r->B * r->D};
+		const float *dout[MAX_OUTPUTS] = {dF + (size_t)r->rank * r->B * r->D}; /* the embedding; others get none */
 		if (mfr_net_backward(r->net, dout, e) < 0)
 			goto out;
 		mfr_comm_allreduce(comm, mfr_net_grads(r->net), r->ptotal, MFR_F32, MFR_SUM);

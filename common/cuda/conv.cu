@@ -505,7 +505,10 @@ static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, 
 	memset(p, 0, sizeof *p);
 	size_t limit = workspace_limit(g);
 	MFR_CUDNN_CHECK(e, cudnnSetConvolutionMathType(d->c, base_math(k)));
-	int n = list_algos(g, d, dir, 1, c);
+	/* deterministic mode asks the heuristics, a pure function of the
+	 * shape: a timed search could pick another algorithm in another
+	 * process (a resumed run), and another summation order with it */
+	int n = list_algos(g, d, dir, !k->det, c);
 	if (!pick(g, d, k, dir, c, n, limit, p)) {
 		/* Find failed or measured nothing usable (it allocates its own
 		 * buffers, so a full device makes every trial fail): the

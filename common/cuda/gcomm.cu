@@ -27,6 +27,12 @@ struct mfr_gcomm {
 static int nccl_init(mfr_gcomm *gc, mfr_error *e)
 {
 	ncclUniqueId id;
+	/* every rank's device first: a rank that returned early here would
+	 * leave the others waiting inside ncclCommInitRank */
+	int32_t devs = cudaSetDevice(gc->g->dev) == cudaSuccess;
+	mfr_comm_allreduce(gc->c, &devs, 1, MFR_I32, MFR_SUM);
+	if (devs != gc->size)
+		return mfr_fail(e, "a rank could not select its GPU");
 	/* every rank takes part in the broadcast, so a failure on rank 0 is
 	 * told to the others by an all-zero id */
 	int ok = 1;
@@ -37,7 +43,6 @@ static int nccl_init(mfr_gcomm *gc, mfr_error *e)
 	static const ncclUniqueId zero = {{0}};
 	if (!ok || !memcmp(&id, &zero, sizeof id))
 		return mfr_fail(e, "rank 0 could not make an NCCL id");
-	MFR_CUDA_CHECK(e, cudaSetDevice(gc->g->dev));
 	MFR_NCCL_CHECK(e, ncclCommInitRank(&gc->nccl, gc->size, id, gc->rank));
 	return 0;
 }

@@ -28,6 +28,7 @@ struct mfr_gnet {
 	int wdirty;
 	void *dwc;                 /* a conv's weight gradient in type t, the largest */
 	char *act, *dact;          /* per layer activations and gradients, type t */
+	size_t act_bytes;          /* of each of the two blocks */
 	size_t *aoff, *anum;       /* per layer: byte offset, values per image */
 	float *save;               /* what forward keeps for backward, fp32 */
 	size_t *soff;
@@ -144,6 +145,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	}
 	sizes z = plan(a, max_batch, training, n->es, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff);
 	n->ptotal = z.params;
+	n->act_bytes = z.act;
 	if (!(n->params = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->wc = mfr_gpu_alloc(g, z.wc * n->es, e)) ||
 	    !(n->act = mfr_gpu_alloc(g, z.act, e)) || !(n->save = mfr_gpu_alloc(g, z.save * 4, e)))
 		goto fail;
@@ -371,9 +373,8 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e)
 	if (!n->training || n->last_batch < 1 || !n->last_training)
 		return mfr_fail(e, "backward needs a training forward first");
 	int N = n->last_batch;
-	for (int i = 0; i < a->n_layers; i++)
-		if (mfr_gpu_zero(g, DACT(i), n->anum[i] * (size_t)N * n->es, e) < 0)
-			return -1;
+	if (mfr_gpu_zero(g, n->dact, n->act_bytes, e) < 0) /* one memset for every layer's slot */
+		return -1;
 	for (int k = 0; k < a->n_outputs; k++)
 		if (dout[k]) {
 			int o = a->outputs[k];

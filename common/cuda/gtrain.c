@@ -14,6 +14,7 @@
 
 #define SCALE_START 65536.0  /* GradScaler's: 2^16 */
 #define SCALE_GROWTH 2000    /* clean steps before the scale doubles */
+#define MFR_GTRAIN_MAX_OUTPUTS 64 /* outputs of an architecture the step feeds (only the first gets a gradient) */
 #define SCRATCH_GUESS (256.0 * 1024 * 1024) /* cuDNN workspaces and layer scratch */
 
 struct mfr_gtrain {
@@ -69,6 +70,10 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	t->G = c->batch * t->k;
 	t->a = a;
 	t->scale = c->dtype == MFR_F16 ? SCALE_START : 1;
+	if (a->n_outputs > MFR_GTRAIN_MAX_OUTPUTS) {
+		mfr_fail(e, "%d outputs: the training step allows at most %d", a->n_outputs, MFR_GTRAIN_MAX_OUTPUTS);
+		goto fail;
+	}
 	if (!(t->g = mfr_gpu_open(c->device, e)))
 		goto fail;
 	mfr_gpu_set_tf32(t->g, c->tf32);
@@ -180,7 +185,7 @@ int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64
 	if (t->scale != 1)
 		mfr_scale_cuda(mine, (float)t->scale, bd, g);
 	mfr_convert_cuda(t->dout, c->dtype, mine, MFR_F32, bd, g);
-	const void *douts[1] = {t->dout};
+	const void *douts[MFR_GTRAIN_MAX_OUTPUTS] = {t->dout}; /* the first output is the embedding */
 	float *grads = mfr_gnet_grads(t->net), *params = mfr_gnet_params(t->net);
 	if (mfr_gnet_zero_grad(t->net, e) < 0 || mfr_gnet_backward(t->net, douts, e) < 0)
 		return -1;
@@ -192,7 +197,7 @@ int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64
 	if (mfr_gpu_zero(g, t->flag, sizeof(int), e) < 0)
 		return -1;
 	mfr_sumsq_cuda(t->red, t->flag, grads, t->ptotal, g);
-	if (mfr_gpu_get(g, &ss, t->red, sizeof ss, e) < 0 || mfr_gpu_get(g, &bad, t->flag, sizeof bad, e) < 0)
+	if (mfr_gpu_check(g, "gradient norm", e) < 0 || mfr_gpu_get(g, &ss, t->red, sizeof ss, e) < 0 || mfr_gpu_get(g, &bad, t->flag, sizeof bad, e) < 0)
 		return -1;
 	if (bad || !isfinite(ss)) {
 		if (c->dtype != MFR_F16)
@@ -243,5 +248,20 @@ const char *mfr_gtrain_describe(const mfr_gtrain *t) { return t->desc; }
 void mfr_gtrain_init_classifier(mfr_gtrain *t, uint64_t seed) { mfr_gpfc_init(t->fc, seed); }
 
 double mfr_gtrain_loss_scale(const mfr_gtrain *t) { return t->scale; }
+
+void mfr_gtrain_scale_state(const mfr_gtrain *t, int *log2_scale, int *clean)
+{
+	int l2 = (int)lrint(log2(t->scale));
+	*log2_scale = l2 > 0 ? l2 : 0; /* a scale under 1 (a run overflowing for 17 steps in a row) restarts at 1 */
+	*clean = t->clean;
+}
+
+void mfr_gtrain_set_scale_state(mfr_gtrain *t, int log2_scale, int clean)
+{
+	if (t->c.dtype != MFR_F16)
+		return;
+	t->scale = ldexp(1.0, log2_scale);
+	t->clean = clean;
+}
 
 void mfr_gtrain_memory(const mfr_gtrain *t, size_t *now, size_t *peak) { mfr_gpu_usage(t->g, now, peak); }

@@ -42,7 +42,7 @@ same_weights() {
 }
 
 @test "gpu: mfr-embed on the GPU in fp32 equals the CPU; fp16 and bf16 stay close" {
-	mfr-model --new r18 -o m.mfrm 2>/dev/null
+	mfr-model --new "$SMALL" -o m.mfrm 2>/dev/null # (the device build has no oneDNN: the CPU side runs the reference layers)
 	mfr-synth -n 4 -m 3 -o faces.mfr 2>/dev/null
 	run -0 mfr-embed --device cpu -m m.mfrm --flip -o cpu.mfr faces.mfr
 	run -0 mfr-embed --device cuda --dtype fp32 -m m.mfrm --flip -o g32.mfr faces.mfr
@@ -79,6 +79,7 @@ same_weights() {
 	run -0 mfr-train $a --dtype fp32 --checkpoint f32.ckpt train.mfr
 	run -0 mfr-train $a --dtype fp16 --checkpoint f16.ckpt train.mfr
 	contains "$output" "loss scaling"
+	lacks "$output" "skipped by fp16 overflow" # else fp16 made fewer updates than fp32
 	same_weights f32.ckpt f16.ckpt 2e-2
 	run -0 mfr-train $a --dtype bf16 --checkpoint b16.ckpt train.mfr
 	same_weights f32.ckpt b16.ckpt 1e-1
@@ -105,4 +106,67 @@ same_weights() {
 	# deterministic cuDNN algorithms and a fixed reduction order: the same
 	# weights up to the order of float sums that differ between the two runs
 	same_weights full.ckpt part.ckpt 1e-5
+}
+
+# same_numbers A B TOL: two texts with the same words, where every number
+# (a trailing % or , dropped) is within TOL of its counterpart (relative
+# above 1): mfr-score's tables from two GEMMs whose float sums round apart
+same_numbers() {
+	paste -d'\n' <(tr -s ' \t{}[]:,"' '\n' <"$1") <(tr -s ' \t{}[]:,"' '\n' <"$2") |
+		awk -v t="$3" 'NR % 2 { a = $0; next }
+		{ b = $0; x = a; y = b; sub(/%$/, "", x); sub(/%$/, "", y)
+		  num = "^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
+		  if (x ~ num && y ~ num) { d = x - y; if (d < 0) d = -d; m = y < 0 ? -y : y
+			if (d > t * (m > 1 ? m : 1)) { print "differ: " a " vs " b; bad = 1 }
+			if (d > w) w = d }
+		  else if (a != b) { print "differ: [" a "] vs [" b "]"; bad = 1 } }
+		END { printf "max |d| %g\n", w; exit bad }'
+	[ "$(tr -s ' \t{}[]:,"' '\n' <"$1" | wc -l)" = "$(tr -s ' \t{}[]:,"' '\n' <"$2" | wc -l)" ]
+}
+
+@test "gpu: mfr-score and mfr-merge-inter with --device cuda give the CPU's tables and merges" {
+	need_tool mfr-score mfr-merge-inter
+	local TT=$REPO/${MFR_BUILD:-build/rel}/ttools
+	# mfr-score: 900 random 512-d unit vectors in 40 labels, every third
+	# masked; small tiles and 4 workers, so many blocks are asked for at once
+	"$TT/txt2emb" -r 900 512 40 7 r.mfr
+	local p="-p all -p all-masked -p pg -p ident --far 1e-4,1e-3,1e-2,1e-1 -j 4"
+	run -0 --separate-stderr mfr-score $p --tile 128 --device cpu r.mfr
+	echo "$output" >cpu.txt
+	run -0 --separate-stderr mfr-score $p --tile 128 --device cuda r.mfr
+	echo "$output" >gpu.txt
+	contains "$stderr" "GPU 0"
+	contains "$stderr" "cuBLAS fp32"
+	# scores within float rounding (1e-6): thresholds printed to 6 places
+	# may differ in the last one; counts and rates are equal
+	same_numbers cpu.txt gpu.txt 2e-6
+	mfr-score $p --templates --json --device cpu r.mfr >cpu.json 2>/dev/null
+	mfr-score $p --templates --json --device cuda r.mfr >gpu.json 2>/dev/null
+	same_numbers cpu.json gpu.json 2e-6
+	equals "$(jq '[.protocols[].genuine] | .[0:3]' -c gpu.json)" "$(jq '[.protocols[].genuine] | .[0:3]' -c cpu.json)"
+	# the same with every embedding from mkemb (512-d, two identities split)
+	mfr-synth -n 60 -m 6 -o faces.mfr 2>/dev/null
+	"$TT/mkemb" -d 512 --split 3:7 --split 0:1 --split 0:2 --split 0:4 faces.mfr >emb.mfr
+	mfr-score -p all --json --device cpu emb.mfr >c2.json 2>/dev/null
+	mfr-score -p all --json --device cuda emb.mfr >g2.json 2>/dev/null
+	same_numbers c2.json g2.json 2e-6
+	# mfr-merge-inter: the GPU's tiles (many, of 16) give the CPU's pairs,
+	# map and records exactly (every candidate is rescored on the CPU)
+	mfr-merge-inter -t 0.6 --max-merge 3 --search fp32 --pairs p.cpu --map m.cpu -o o.cpu.mfr emb.mfr 2>/dev/null
+	run -0 mfr-merge-inter -t 0.6 --max-merge 3 --search gpu --device cuda --block 16 --pairs p.gpu --map m.gpu \
+		-o o.gpu.mfr emb.mfr
+	contains "$output" "(gpu, "
+	cmp p.cpu p.gpu
+	cmp m.cpu m.gpu
+	cmp <(mfr-cat --list o.cpu.mfr | cut -f 4-) <(mfr-cat --list o.gpu.mfr | cut -f 4-)
+	[ "$(wc -l <p.gpu)" -gt 2 ] # the splits were found
+	# auto on a GPU device picks the GPU; int8 stays on the CPU
+	run -0 mfr-merge-inter -t 0.6 --max-merge 3 --device cuda --pairs p.auto -o /dev/null emb.mfr
+	contains "$output" "(gpu, "
+	cmp p.cpu p.auto
+	run -0 mfr-merge-inter -t 0.6 --max-merge 3 --device cuda --search int8 --pairs p.int8 -o /dev/null emb.mfr
+	lacks "$output" "(gpu, "
+	cmp p.cpu p.int8
+	run -1 mfr-score --device cuda:99 r.mfr
+	contains "$output" "cuda:99"
 }

@@ -123,7 +123,7 @@ recs() { mfr-cat --list "$1" | cut -f 4-; }
 		[ "$(recs o1.mfr)" = "$(recs o.$m.mfr)" ]
 	done
 	run -2 mfr-merge-inter -t 0.6 --search int4 "$F/chain.mfr"
-	contains "$output" "--search wants auto, int8 or fp32, not 'int4'"
+	contains "$output" "--search wants auto, int8, fp32 or gpu, not 'int4'"
 }
 
 @test "mfr-join selects and relabels faces, in either order, from files or stdin" {

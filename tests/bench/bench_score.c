@@ -6,6 +6,9 @@
  * seconds, pairs/s, and how the time splits between the GEMM (timed alone on
  * a sample of the tiles, on the same threads) and the scan (histogram, selection,
  * genuine scores). Goal: under 60 s on 2 cores. Asserts nothing.
+ * A GPU row follows: the same run with the blocks from cuBLAS (gsim.h; a
+ * skip line without CUDA or a GPU), its FNMR beside the CPU's, and the GPU
+ * blocks alone (GEMM and copy back, one caller) on a sample of tiles.
  * MFR_BENCH_SCORE_N=N runs N faces instead (a quick look). */
 #include <math.h>
 #include <pthread.h>
@@ -15,6 +18,8 @@
 
 #include "cli.h"   /* defines: mfr_now */
 #include "gemm.h"  /* defines: mfr_sgemm, mfr_gemm_backend */
+#include "gpu.h"   /* defines: mfr_gpu_count, mfr_gpu_open */
+#include "gsim.h"  /* defines: mfr_gsim_* (with CUDA only) */
 #include "score.h" /* defines: mfr_score_all, mfr_scores_*, mfr_tar_at_far */
 
 typedef struct {
@@ -41,6 +46,72 @@ static void *gemm_only(void *arg)
 			g->flops += 2.0 * (double)ni * (double)nj * (double)g->dim;
 		}
 	return NULL;
+}
+
+/* The GPU row: mfr_score_all again with the GPU's blocks, then the blocks
+ * alone on the first 32 tiles of the triangle. */
+static void gpu_row(const mfr_engine *cpu, mfr_emb_set *s, uint64_t keep, double fmr, double cpu_fnmr,
+		    double cpu_secs)
+{
+#ifdef MFR_HAVE_CUDA
+	char why[128];
+	if (mfr_gpu_count(why, sizeof why) == 0) {
+		printf("skip: GPU row: %s\n", why);
+		return;
+	}
+	mfr_error e;
+	mfr_gpu *gpu = mfr_gpu_open(0, &e);
+	mfr_gsim *gs = gpu ? mfr_gsim_new(gpu, 0, 0, &e) : NULL;
+	if (!gs) {
+		printf("skip: GPU row: %s\n", e.msg);
+		mfr_gpu_close(gpu);
+		return;
+	}
+	mfr_engine g = *cpu;
+	g.block = mfr_gsim_block;
+	g.bind = mfr_gsim_bind;
+	g.block_ctx = gs;
+	mfr_scores *sc = mfr_scores_new(keep, -1, 1, &e);
+	double t0 = mfr_now();
+	if (!sc || mfr_score_all(&g, s, sc, &e) < 0 || mfr_scores_finish(sc, &e) < 0) {
+		printf("GPU row failed: %s\n", e.msg);
+	} else {
+		double secs = mfr_now() - t0, pairs = (double)s->n * (double)(s->n - 1) / 2;
+		mfr_op_point o = mfr_tar_at_far(sc, fmr, MFR_AT_MOST);
+		mfr_gsim_stats st;
+		mfr_gsim_get_stats(gs, &st);
+		printf("all-vs-all on GPU 0 %s (cuBLAS fp32, %d threads scanning): %.2f s = %.3g pairs/s, %.1fx the CPU's; "
+		       "FNMR at FMR=1e-5 %.6f (CPU %.6f); %d lanes\n",
+		       mfr_gpu_name(gpu), cpu->threads, secs, pairs / secs, cpu_secs / secs, 1 - o.tar, cpu_fnmr, st.lanes);
+		/* the blocks alone: one caller, 2048-row tiles, GEMM + copy back */
+		int64_t tile = 2048, nt = (s->n + tile - 1) / tile, done = 0;
+		float *buf = malloc((size_t)tile * (size_t)tile * sizeof *buf);
+		double flops = 0, t1 = mfr_now();
+		int bad = !buf || mfr_gsim_bind(gs, s->vec, s->n, s->vec, s->n, s->dim, &e) < 0;
+		for (int64_t bi = 0; bi < nt && !bad && done < 32; bi++)
+			for (int64_t bj = bi; bj < nt && !bad && done < 32; bj++, done++) {
+				int64_t i0 = bi * tile, j0 = bj * tile;
+				int64_t ni = s->n - i0 < tile ? s->n - i0 : tile, nj = s->n - j0 < tile ? s->n - j0 : tile;
+				bad = mfr_gsim_block(gs, s->vec + i0 * s->dim, ni, s->vec + j0 * s->dim, nj, s->dim, buf, nj, &e) < 0;
+				flops += 2.0 * (double)ni * (double)nj * s->dim;
+			}
+		double bsecs = mfr_now() - t1;
+		if (bad)
+			printf("GPU blocks alone failed: %s\n", buf ? e.msg : "out of memory");
+		else
+			printf("GPU blocks alone (bind + %lld tiles of %lld, one caller, GEMM + copy back): %.1f GFLOP/s, %.2f GB/s "
+			       "back\n", (long long)done, (long long)tile, flops / bsecs / 1e9,
+			       flops / (2.0 * s->dim) * 4 / bsecs / 1e9);
+		mfr_gsim_bind(gs, NULL, 0, NULL, 0, 0, &e);
+		free(buf);
+	}
+	mfr_scores_free(sc);
+	mfr_gsim_free(gs);
+	mfr_gpu_close(gpu);
+#else
+	(void)cpu, (void)s, (void)keep, (void)fmr, (void)cpu_fnmr, (void)cpu_secs;
+	printf("skip: GPU row: built without CUDA\n");
+#endif
 }
 
 int main(void)
@@ -118,6 +189,7 @@ int main(void)
 	printf("split: GEMM alone %.1f GFLOP/s -> ~%.1f s of the %.1f s (%.0f%%); scan (histogram, selection, "
 	       "genuine) the rest, ~%.1f s\n",
 	       flops / gsecs / 1e9, gemm_est, secs, 100 * gemm_est / secs, secs - gemm_est);
+	gpu_row(&g, &s, keep, fmr, 1 - o.tar, secs);
 	mfr_emb_set_free(&s);
 	return 0;
 }

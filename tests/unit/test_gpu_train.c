@@ -1,0 +1,229 @@
+/* test_gpu_train.c — whole training steps on the GPU (gtrain.h) against the
+ * CPU's (net.h on its reference layers, pfc.h, the SGD of train.c) from the
+ * same state, batch, seeds and learning rate: in fp32 (TF32 off) the loss,
+ * accuracy, gradient norm, backbone parameters and momentum, and classifier
+ * rows and momentum after three steps agree to float rounding — dense and
+ * Partial FC, with clipping; fp16 (loss scaling) and bf16 steps stay near
+ * the fp32 ones. Skips without a GPU. */
+#include "gpu_check.h" /* defines: gcheck_*, CHECK */
+
+#ifdef MFR_HAVE_CUDA
+#include <math.h>
+
+#include "arch.h"   /* defines: mfr_arch_parse */
+#include "comm.h"   /* defines: mfr_comm_init */
+#include "gtrain.h" /* defines: mfr_gtrain_* */
+#include "net.h"    /* defines: mfr_net_* */
+#include "pfc.h"    /* defines: mfr_pfc_* */
+
+/* iresnet in miniature: stem, one residual block, the head with dropout on a
+ * map, flatten, linear and bn1d (the embedding). */
+static const char *ARCH =
+	"mfr-arch 1\n"
+	"input x 3 16 16\n"
+	"conv c0 x out=8 k=3 p=1\n"
+	"bn b0 c0\n"
+	"prelu p0 b0\n"
+	"bn b1 p0\n"
+	"conv c1 b1 out=16 k=3 s=2 p=1\n"
+	"bn b2 c1\n"
+	"prelu p1 b2\n"
+	"conv c2 p1 out=16 k=3 p=1\n"
+	"bn b3 c2\n"
+	"conv sc p0 out=16 k=1 s=2\n"
+	"bn b4 sc\n"
+	"add r1 b3 b4\n"
+	"bn b5 r1\n"
+	"dropout d b5 p=0.3\n"
+	"flatten f d\n"
+	"linear fc f out=24\n"
+	"bn1d e fc\n"
+	"output e\n";
+
+enum { B = 6, C = 13, D = 24, STEPS = 3 };
+
+typedef struct {
+	double loss[STEPS], acc[STEPS], gnorm[STEPS];
+	float *params, *mom, *fcw, *fcm;
+} result;
+
+static mfr_comm *comm;
+
+/* The CPU step of train.c, move for move. */
+static void cpu_run(const mfr_arch *a, const float *p0, const float *w0, const float *x, const int32_t *lab,
+		    double rate, double clip, result *r)
+{
+	mfr_error e = {{0}};
+	mfr_net *n = mfr_net_new(a, B, 1, &e);
+	mfr_pfc *fc = mfr_pfc_new(C, D, rate, B, 0, 1, &e);
+	size_t P = mfr_net_param_total(n);
+	float *mom = calloc(P, sizeof *mom), *dF = calloc((size_t)B * D, sizeof *dF);
+	mfr_net_set_reference(n, 1);
+	memcpy(mfr_net_params(n), p0, P * sizeof *p0);
+	memcpy(mfr_pfc_weights(fc), w0, (size_t)C * D * sizeof *w0);
+	mfr_margin m = {64, 1, 0, 0.4};
+	for (int s = 0; s < STEPS; s++) {
+		double lr = 0.05;
+		CHECK(mfr_net_forward(n, x + (size_t)s * B * 3 * 256, B, 1, 1000 + (uint64_t)s, &e) == 0);
+		float *F = mfr_net_output(n, 0, NULL);
+		CHECK(mfr_pfc_sample(fc, lab + s * B, B, 2000 + (uint64_t)s, &e) >= 0);
+		CHECK(mfr_pfc_forward_backward(fc, comm, F, lab + s * B, B, &m, &r->loss[s], &r->acc[s], dF, &e) == 0);
+		mfr_net_zero_grad(n);
+		const float *dout[1] = {dF};
+		CHECK(mfr_net_backward(n, dout, &e) == 0);
+		float *g = mfr_net_grads(n), *p = mfr_net_params(n);
+		double ss = 0;
+		for (size_t j = 0; j < P; j++)
+			ss += (double)g[j] * g[j];
+		r->gnorm[s] = sqrt(ss);
+		if (clip > 0 && r->gnorm[s] > clip)
+			for (size_t j = 0; j < P; j++)
+				g[j] *= (float)(clip / r->gnorm[s]);
+		size_t off = 0;
+		for (int i = 0; i < a->n_tensors; i++) {
+			size_t cnt = a->tensors[i].count;
+			if (!a->tensors[i].buffer && !a->tensors[i].frozen)
+				for (size_t j = off; j < off + cnt; j++) {
+					float gt = (float)(g[j] + 5e-4 * p[j]);
+					mom[j] = (float)(0.9 * mom[j] + gt);
+					p[j] = (float)(p[j] - lr * mom[j]);
+				}
+			off += cnt;
+		}
+		mfr_pfc_step(fc, lr, 0.9, 5e-4, 1);
+	}
+	r->params = malloc(P * sizeof *r->params);
+	memcpy(r->params, mfr_net_params(n), P * sizeof *r->params);
+	r->mom = mom;
+	r->fcw = malloc((size_t)C * D * sizeof *r->fcw);
+	r->fcm = malloc((size_t)C * D * sizeof *r->fcm);
+	memcpy(r->fcw, mfr_pfc_weights(fc), (size_t)C * D * sizeof *r->fcw);
+	memcpy(r->fcm, mfr_pfc_momentum(fc), (size_t)C * D * sizeof *r->fcm);
+	free(dF);
+	mfr_pfc_free(fc);
+	mfr_net_free(n);
+}
+
+static void gpu_run(const mfr_arch *a, mfr_dtype t, const float *p0, const float *w0, const float *x,
+		    const int32_t *lab, double rate, double clip, size_t P, result *r)
+{
+	mfr_error e = {{0}};
+	mfr_gtrain_config c = {.device = 0, .dtype = t, .batch = B, .classes = C, .sample_rate = rate,
+			       .sparse_momentum = 1, .margin = {64, 1, 0, 0.4}, .momentum = 0.9, .wd = 5e-4,
+			       .fc_wd = 5e-4, .clip = clip};
+	mfr_gtrain *g = mfr_gtrain_new(&c, comm, a, D, &e);
+	if (!g)
+		gcheck_die("gtrain new", &e);
+	if (mfr_gtrain_put_state(g, p0, NULL, w0, NULL, &e) < 0)
+		gcheck_die("put state", &e);
+	for (int s = 0; s < STEPS; s++) {
+		int skip = 0;
+		if (mfr_gtrain_step(g, x + (size_t)s * B * 3 * 256, lab + s * B, 1000 + (uint64_t)s, 2000 + (uint64_t)s, 0.05,
+				    &r->loss[s], &r->acc[s], &r->gnorm[s], &skip, &e) < 0)
+			gcheck_die("step", &e);
+		CHECK(!skip);
+	}
+	r->params = gcheck_xmalloc(P * sizeof *r->params);
+	r->mom = gcheck_xmalloc(P * sizeof *r->mom);
+	r->fcw = gcheck_xmalloc((size_t)C * D * sizeof *r->fcw);
+	r->fcm = gcheck_xmalloc((size_t)C * D * sizeof *r->fcm);
+	if (mfr_gtrain_get_state(g, r->params, r->mom, r->fcw, r->fcm, &e) < 0)
+		gcheck_die("get state", &e);
+	mfr_gtrain_free(g);
+}
+
+static void result_free(result *r)
+{
+	free(r->params), free(r->mom), free(r->fcw), free(r->fcm);
+}
+
+/* Compares two results; tol relative to each block's scale (gcheck_close). */
+static void compare(const char *what, const result *got, const result *want, size_t P, double tol)
+{
+	char name[160];
+	for (int s = 0; s < STEPS; s++) {
+		snprintf(name, sizeof name, "%s: loss of step %d", what, s);
+		float gl = (float)got->loss[s], wl = (float)want->loss[s];
+		gcheck_close(name, &gl, &wl, 1, tol);
+		snprintf(name, sizeof name, "%s: gradient norm of step %d", what, s);
+		float gg = (float)got->gnorm[s], wg = (float)want->gnorm[s];
+		gcheck_close(name, &gg, &wg, 1, tol);
+	}
+	snprintf(name, sizeof name, "%s: backbone parameters", what);
+	gcheck_close(name, got->params, want->params, P, tol);
+	snprintf(name, sizeof name, "%s: backbone momentum", what);
+	gcheck_close(name, got->mom, want->mom, P, tol);
+	snprintf(name, sizeof name, "%s: classifier rows", what);
+	gcheck_close(name, got->fcw, want->fcw, (size_t)C * D, tol);
+	snprintf(name, sizeof name, "%s: classifier momentum", what);
+	gcheck_close(name, got->fcm, want->fcm, (size_t)C * D, tol);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+#ifndef MFR_HAVE_CUDA
+	(void)argc, (void)argv;
+	printf("skip: gpu training step: built without CUDA\n");
+#else
+	mfr_gpu *probe = gcheck_open("gpu training step");
+	if (!probe)
+		return check_done();
+	mfr_gpu_close(probe); /* gtrain opens its own */
+	mfr_error e = {{0}};
+	if (!(comm = mfr_comm_init(&argc, &argv, &e)))
+		gcheck_die("comm", &e);
+	mfr_arch *a = mfr_arch_parse(ARCH, strlen(ARCH), "step.arch", &e);
+	if (!a)
+		gcheck_die("arch", &e);
+	mfr_net *init = mfr_net_new(a, 1, 0, &e);
+	mfr_net_init(init, 5);
+	size_t P = mfr_net_param_total(init);
+	float *p0 = malloc(P * sizeof *p0), *w0 = malloc((size_t)C * D * sizeof *w0);
+	memcpy(p0, mfr_net_params(init), P * sizeof *p0);
+	mfr_net_free(init);
+	mfr_pfc *fc = mfr_pfc_new(C, D, 1, B, 0, 1, &e);
+	mfr_pfc_init(fc, 9);
+	memcpy(w0, mfr_pfc_weights(fc), (size_t)C * D * sizeof *w0);
+	mfr_pfc_free(fc);
+	size_t xn = (size_t)STEPS * B * 3 * 256;
+	float *x = malloc(xn * sizeof *x);
+	int32_t lab[STEPS * B];
+	gcheck_fill(x, xn, 21, 1.0f);
+	mfr_rng r = {22};
+	for (int i = 0; i < STEPS * B; i++)
+		lab[i] = (int32_t)mfr_rng_below(&r, C);
+
+	/* fp32 against the CPU: the sums run in other orders on the two sides
+	 * (cuDNN, cuBLAS, tree reductions vs the reference's double sums), and
+	 * batch norm over 6 images and s = 64 in the classifier magnify float
+	 * rounding: 1e-3 of each block's scale after three steps */
+	const struct {
+		const char *what;
+		double rate, clip;
+	} cases[] = {{"dense", 1.0, 0}, {"partial fc 0.4", 0.4, 0}, {"clipped at 0.5", 1.0, 0.5}};
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		result cpu, gpu;
+		cpu_run(a, p0, w0, x, lab, cases[k].rate, cases[k].clip, &cpu);
+		gpu_run(a, MFR_F32, p0, w0, x, lab, cases[k].rate, cases[k].clip, P, &gpu);
+		char what[64];
+		snprintf(what, sizeof what, "fp32 %s", cases[k].what);
+		compare(what, &gpu, &cpu, P, 1e-3);
+		if (k == 0) {
+			/* mixed precision near fp32: fp16 keeps 11 bits, bf16 8, through
+			 * every layer of three steps */
+			result h, b;
+			gpu_run(a, MFR_F16, p0, w0, x, lab, 1.0, 0, P, &h);
+			compare("fp16 vs fp32", &h, &gpu, P, 3e-2);
+			gpu_run(a, MFR_BF16, p0, w0, x, lab, 1.0, 0, P, &b);
+			compare("bf16 vs fp32", &b, &gpu, P, 1.5e-1);
+			result_free(&h), result_free(&b);
+		}
+		result_free(&cpu), result_free(&gpu);
+	}
+	free(p0), free(w0), free(x);
+	mfr_arch_free(a);
+	mfr_comm_finish(comm);
+#endif
+	return check_done();
+}
