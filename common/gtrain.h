@@ -37,6 +37,7 @@ typedef struct {
 	mfr_margin margin;
 	double momentum, wd, fc_wd, clip;
 	int tf32;             /* fp32 GEMMs and convolutions on TF32 */
+	double loss_scale;    /* fp16: the first loss scale, 0 for GradScaler's 2^16 */
 } mfr_gtrain_config;
 
 /* Opens GPU c->device and builds the step for architecture a (outliving

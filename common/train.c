@@ -720,7 +720,7 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		mfr_gtrain_config gcfg = {.device = gpu_dev, .dtype = (mfr_dtype)c->dtype, .batch = r->B, .classes = r->C,
 					  .sample_rate = c->sample_rate, .sparse_momentum = c->sparse_momentum,
 					  .margin = c->margin, .momentum = c->momentum, .wd = c->wd, .fc_wd = c->fc_wd,
-					  .clip = c->clip, .tf32 = c->tf32};
+					  .clip = c->clip, .tf32 = c->tf32, .loss_scale = c->loss_scale};
 		if (!(r->gt = mfr_gtrain_new(&gcfg, comm, r->a, r->D, e)) ||
 		    mfr_gtrain_put_state(r->gt, mfr_net_params(r->net), r->mom, NULL, NULL, e) < 0)
 			goto out;

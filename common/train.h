@@ -68,6 +68,7 @@ typedef struct {
 	const char *device;        /* "cpu", "cuda", "cuda:N" or "auto" (infer.h); NULL: MFR_DEVICE or "auto" */
 	int dtype;                 /* the GPU backbone's element type (mfr_dtype); the classifier is fp32 */
 	int tf32;                  /* GPU fp32 GEMMs and convolutions on TF32 */
+	double loss_scale;         /* GPU fp16: the first loss scale (0: 2^16) */
 	int threads, loader_threads, prefetch;
 	int loader_only;           /* time the loader alone for an epoch (or max_steps batches); no training */
 	double mem_limit;          /* bytes per rank, 0: none */

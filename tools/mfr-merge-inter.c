@@ -5,8 +5,9 @@
  *
  * Two passes over the input (centres, then the relabelled copy); between
  * them the exact search of every centre pair above the threshold
- * (mfr_pair_search: blocked GEMM, per-centre top-k) and a capped union-find,
- * processing edges strongest first (common/clean.c). */
+ * (mfr_pair_search: blocked GEMM, per-centre top-k; on a GPU the tiles come
+ * from cuBLAS, gsim.h) and a capped union-find, processing edges strongest
+ * first (common/clean.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +15,16 @@
 #include "clean.h"  /* defines: mfr_passes_*, mfr_centres_build, mfr_pair_search, mfr_uf */
 #include "cli.h"    /* defines: mfr_getopt, mfr_parse_*, mfr_die*, mfr_text_open */
 #include "gemm.h"   /* defines: mfr_gemm_backend */
+#include "gsim.h"   /* defines: mfr_gsim_* (the GPU's tiles; with CUDA only) */
+#include "infer.h"  /* defines: mfr_device_select */
 #include "qgemm.h"  /* defines: mfr_qgemm_backend */
 #include "record.h" /* defines: mfr_record_ids */
 #include "stream.h" /* defines: mfr_writer_* */
 
-enum { O_PAIRS = 256, O_MAP, O_MUTUAL, O_MAX, O_BLOCK, O_SEARCH };
+enum { O_PAIRS = 256, O_MAP, O_MUTUAL, O_MAX, O_BLOCK, O_SEARCH, O_DEVICE };
+
+/* --search gpu: fp32 tiles from the GPU (mfr_pair_search_with) */
+#define SEARCH_GPU (-1)
 
 static const mfr_option opts[] = {
 	{"threshold", 't', "T", "merge classes whose centres have cosine similarity >= T (-1..1; required)"},
@@ -28,8 +34,11 @@ static const mfr_option opts[] = {
 				  "(0: no cap; default 16)"},
 	{"threads", 'j', "N", "threads for the search, 0 = all cores (default 0); the output does not depend on N"},
 	{"block", O_BLOCK, "B", "centres per GEMM tile side (16..65536, default 4096; int8: at most 512)"},
-	{"search", O_SEARCH, "M", "first pass of the search: auto, int8 or fp32 (default auto: int8 where\n"
-				  "the CPU has VNNI); the output does not depend on M"},
+	{"search", O_SEARCH, "M", "first pass of the search: auto, int8, fp32 or gpu (default auto: gpu when\n"
+				  "--device is a GPU, else int8 where the CPU has VNNI); the output does not\n"
+				  "depend on M"},
+	{"device", O_DEVICE, "DEV", "the GPU of --search gpu and auto: cuda, cuda:N, auto (the first GPU if there\n"
+				    "is one) or cpu (default: $MFR_DEVICE, else auto)"},
 	{"pairs", O_PAIRS, "FILE", "write the candidate pairs as TSV: label_a, label_b, similarity, decision"},
 	{"map", O_MAP, "FILE", "write the label map as TSV: old_label, new_label, images"},
 	{"output", 'o', "FILE", "write to FILE (via FILE.tmp, renamed on success) instead of stdout"},
@@ -38,8 +47,8 @@ static const mfr_option opts[] = {
 
 static const mfr_tool tool = {
 	"mfr-merge-inter",
-	"-t T [-k K] [--mutual] [--max-merge N] [-j N] [--block B] [--search M] [--pairs FILE]\n"
-	"[--map FILE] [-o FILE] [FILE...]",
+	"-t T [-k K] [--mutual] [--max-merge N] [-j N] [--block B] [--search M] [--device DEV]\n"
+	"[--pairs FILE] [--map FILE] [-o FILE] [FILE...]",
 	"Merge the classes of EMBEDDING streams whose centres (mean of the L2-normalised embeddings)\n"
 	"are at cosine T or closer, and write the records again with compact new labels 0..G-1,\n"
 	"numbered in the order of each group's smallest old label. No FILE, or -, reads stdin\n"
@@ -49,7 +58,7 @@ static const mfr_tool tool = {
 
 int main(int argc, char **argv)
 {
-	const char *out = NULL, *pairs = NULL, *map = NULL;
+	const char *out = NULL, *pairs = NULL, *map = NULL, *device = NULL;
 	double threshold = 0;
 	int have_t = 0, k = 10, mutual = 0, threads = 0, method = MFR_SEARCH_AUTO, c;
 	uint64_t cap = 16;
@@ -72,9 +81,12 @@ int main(int argc, char **argv)
 				method = MFR_SEARCH_INT8;
 			else if (strcmp(optarg, "fp32") == 0)
 				method = MFR_SEARCH_FP32;
+			else if (strcmp(optarg, "gpu") == 0)
+				method = SEARCH_GPU;
 			else
-				mfr_usage_error("--search wants auto, int8 or fp32, not '%s'", optarg);
+				mfr_usage_error("--search wants auto, int8, fp32 or gpu, not '%s'", optarg);
 			break;
+		case O_DEVICE: device = optarg; break;
 		case O_PAIRS: pairs = optarg; break;
 		case O_MAP: map = optarg; break;
 		case 'o': out = optarg; break;
@@ -86,6 +98,25 @@ int main(int argc, char **argv)
 		mfr_usage_error("--max-merge 1 would forbid every merge; use 0 for no cap or at least 2");
 	double t0 = mfr_now();
 	mfr_error e;
+	/* auto and gpu ask where: a GPU runs the search's tiles (the same
+	 * result: every candidate is rescored on the CPU); int8 and fp32 stay
+	 * on the CPU whatever the device */
+	int dev = 0, on_gpu = 0;
+	if (method == MFR_SEARCH_AUTO || method == SEARCH_GPU) {
+		if ((on_gpu = mfr_device_select(device, &dev, &e)) < 0)
+			mfr_die_error(&e);
+		if (method == SEARCH_GPU && !on_gpu) {
+			if (!strcmp(device ? device : mfr_device_default(), "cpu"))
+				mfr_usage_error("--search gpu runs on a GPU, not on --device cpu");
+			char why[128];
+			mfr_gpu_count(why, sizeof why);
+			mfr_die("--search gpu: no GPU: %s", why);
+		}
+	}
+#ifndef MFR_HAVE_CUDA
+	if (on_gpu) /* mfr_device_select finds no GPU without CUDA */
+		mfr_die("built without CUDA");
+#endif
 	mfr_passes p;
 	mfr_passes_init(&p, (const char *const *)argv + optind, argc - optind);
 	mfr_centres cs;
@@ -94,7 +125,25 @@ int main(int argc, char **argv)
 
 	double ts = mfr_now();
 	mfr_topk tk;
-	if (mfr_pair_search(cs.c, cs.n, cs.dim, (float)threshold, k, block, threads, method, &tk, &e) < 0)
+	char backend[300];
+	snprintf(backend, sizeof backend, "%s", mfr_gemm_backend());
+	int rc;
+#ifdef MFR_HAVE_CUDA
+	if (on_gpu) {
+		mfr_gpu *gpu = mfr_gpu_open(dev, &e);
+		mfr_gsim *gs = gpu ? mfr_gsim_new(gpu, 0, 0, &e) : NULL;
+		if (!gs)
+			mfr_die_error(&e);
+		snprintf(backend, sizeof backend, "GPU %d %s, cuBLAS", dev, mfr_gpu_name(gpu));
+		rc = mfr_pair_search_with(cs.c, cs.n, cs.dim, (float)threshold, k, block, threads, mfr_gsim_block,
+					  mfr_gsim_bind, gs, &tk, &e);
+		mfr_gsim_free(gs);
+		mfr_gpu_close(gpu);
+	} else
+#endif
+		rc = mfr_pair_search(cs.c, cs.n, cs.dim, (float)threshold, k, block, threads,
+				     method == SEARCH_GPU ? MFR_SEARCH_AUTO : method, &tk, &e);
+	if (rc < 0)
 		mfr_die_error(&e);
 	ts = mfr_now() - ts;
 	mfr_edge *edges;
@@ -173,9 +222,9 @@ int main(int argc, char **argv)
 		"%.2f s\n",
 		(unsigned long long)records, (unsigned long long)relabelled, cs.n, groups, n_edges, threshold,
 		fate[MFR_EDGE_MERGED], fate[MFR_EDGE_REDUNDANT], fate[MFR_EDGE_CAPPED], ts,
-		tk.method == MFR_SEARCH_INT8 ? "int8" : "fp32", ts > 0 ? work / ts / 1e9 : 0.0,
-		tk.method == MFR_SEARCH_INT8 ? "OP" : "FLOP",
-		tk.method == MFR_SEARCH_INT8 ? mfr_qgemm_backend() : mfr_gemm_backend(),
+		tk.method == MFR_SEARCH_INT8 ? "int8" : tk.method == MFR_SEARCH_BLOCKS ? "gpu" : "fp32",
+		ts > 0 ? work / ts / 1e9 : 0.0, tk.method == MFR_SEARCH_INT8 ? "OP" : "FLOP",
+		tk.method == MFR_SEARCH_INT8 ? mfr_qgemm_backend() : backend,
 		(unsigned long long)tk.rescored, mfr_now() - t0);
 	free(buf);
 	free(edges);

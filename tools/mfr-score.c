@@ -17,13 +17,15 @@
 
 #include "cli.h"     /* defines: mfr_getopt, mfr_die, mfr_parse_*, mfr_text_open */
 #include "gemm.h"    /* defines: mfr_gemm_backend */
+#include "gsim.h"    /* defines: mfr_gsim_* (the GPU's blocks; with CUDA only) */
 #include "hashmap.h" /* defines: mfr_map */
+#include "infer.h"   /* defines: mfr_device_select */
 #include "record.h"  /* defines: MFR_F_MASKED */
 #include "score.h"   /* defines: mfr_emb_set, mfr_scores, mfr_score_all, ... */
 
 enum {
 	O_PAIRS = 256, O_LFW_PAIRS, O_EUCLIDEAN, O_FAR, O_RANKS, O_FPIR, O_SELECT, O_LABELS, O_PROBES, O_GALLERY,
-	O_GALLERY_SET, O_TEMPLATES, O_FOLDS, O_WEIGHTS, O_ROC, O_JSON, O_KEEP, O_TILE
+	O_GALLERY_SET, O_TEMPLATES, O_FOLDS, O_WEIGHTS, O_ROC, O_JSON, O_KEEP, O_TILE, O_DEVICE
 };
 
 static const mfr_option opts[] = {
@@ -48,6 +50,8 @@ static const mfr_option opts[] = {
 	{"threads", 'j', "N", "threads, 0 = all cores (default 0)"},
 	{"keep", O_KEEP, "N", "most impostor scores kept exactly per protocol, 1000..1e9 (default 4194304)"},
 	{"tile", O_TILE, "N", "block side of the similarity GEMM, 16..16384 (default 2048)"},
+	{"device", O_DEVICE, "DEV", "where the similarity GEMMs run: cpu, cuda, cuda:N, or auto: the first GPU if\n"
+				    "there is one (default: $MFR_DEVICE, else auto)"},
 	{0},
 };
 
@@ -55,7 +59,7 @@ static const mfr_tool tool = {
 	"mfr-score",
 	"[-p NAME]... [--pairs FILE | --lfw-pairs FILE -l LABELS] [--euclidean] [--far LIST]\n"
 	"[--select WHICH] [--labels FILE] [--probes WHICH] [--gallery FILE] [--gallery-set WHICH]\n"
-	"[--templates] [--weights SPEC] [--roc PREFIX] [--json] [-j N] [FILE...]",
+	"[--templates] [--weights SPEC] [--roc PREFIX] [--json] [-j N] [--device DEV] [FILE...]",
 	"Score EMBEDDING streams: verification (TAR@FAR at most and nearest, FNMR@FMR, EER, AUC,\n"
 	"k-fold accuracy) and identification (rank-k, CMC, TPIR@FPIR). No FILE, or -, reads stdin.\n"
 	"Protocols: pairs (the --pairs / --lfw-pairs list; the default when one is given), all (all\n"
@@ -1046,6 +1050,7 @@ int main(int argc, char **argv)
 	const char *pairs = NULL, *lfw = NULL, *lmap = NULL, *labels_path = NULL, *gallery_path = NULL, *weights = NULL;
 	int protos[NPROTO], np = 0, select = SEL_ALL, probes = -1, gset = -1, templates = 0, folds = 10, threads = 0, ch;
 	int64_t tile = 2048;
+	const char *device = NULL;
 	while ((ch = mfr_getopt(&tool, argc, argv)) != -1) {
 		switch (ch) {
 		case 'p': {
@@ -1079,6 +1084,7 @@ int main(int argc, char **argv)
 		case 'j': threads = (int)mfr_parse_int(optarg, 0, 1024, "thread count"); break;
 		case O_KEEP: c.keep_cap = (uint64_t)mfr_parse_int(optarg, 1000, 1000000000, "kept scores"); break;
 		case O_TILE: tile = mfr_parse_int(optarg, 16, 16384, "tile"); break;
+		case O_DEVICE: device = optarg; break;
 		}
 	}
 	if (pairs && lfw)
@@ -1110,6 +1116,31 @@ int main(int argc, char **argv)
 	c.g = (mfr_engine){.sim = c.sim, .threads = threads > 0 ? threads : 1, .tile = tile};
 
 	mfr_error e;
+	/* the blocked protocols' GEMMs on a GPU: the same blocks to float
+	 * rounding, handed to the same CPU consumers (gsim.h) */
+	int dev, on_gpu = mfr_device_select(device, &dev, &e);
+	if (on_gpu < 0)
+		mfr_die_error(&e);
+	char backend[300];
+	snprintf(backend, sizeof backend, "%s", mfr_gemm_backend());
+#ifdef MFR_HAVE_CUDA
+	mfr_gpu *gpu = NULL;
+	mfr_gsim *gs = NULL;
+	int blocked = 0; /* a protocol with GEMMs (pairs are scored one by one) */
+	for (int k = 0; k < np; k++)
+		blocked |= protos[k] != P_PAIRS;
+	if (on_gpu && blocked) {
+		if (!(gpu = mfr_gpu_open(dev, &e)) || !(gs = mfr_gsim_new(gpu, 0, 0, &e)))
+			mfr_die_error(&e);
+		c.g.block = mfr_gsim_block;
+		c.g.bind = mfr_gsim_bind;
+		c.g.block_ctx = gs;
+		snprintf(backend, sizeof backend, "GPU %d %s, cuBLAS fp32", dev, mfr_gpu_name(gpu));
+	}
+#else
+	if (on_gpu) /* mfr_device_select finds no GPU without CUDA */
+		mfr_die("built without CUDA");
+#endif
 	int nin = argc - optind;
 	const char *const *in = (const char *const *)argv + optind;
 	char inname[300];
@@ -1178,7 +1209,7 @@ int main(int argc, char **argv)
 		case P_IDENT: run_ident(&c, &set, gallery_path ? &gal : NULL, probes, gset, templates, r); break;
 		}
 		fprintf(stderr, "mfr-score: %s: %s in %.2f s (%d threads, %s)\n", proto_names[protos[k]], r->what,
-			mfr_now() - t1, c.g.threads, mfr_gemm_backend());
+			mfr_now() - t1, c.g.threads, protos[k] == P_PAIRS ? "per pair, CPU" : backend);
 	}
 	fprintf(stderr, "mfr-score: read %lld records of %d-d in %.2f s\n", (long long)set.n, set.dim, tread);
 
@@ -1226,5 +1257,9 @@ int main(int argc, char **argv)
 	}
 	mfr_emb_set_free(&set);
 	mfr_emb_set_free(&gal);
+#ifdef MFR_HAVE_CUDA
+	mfr_gsim_free(gs);
+	mfr_gpu_close(gpu);
+#endif
 	return mfr_close_stdout(0);
 }

@@ -69,7 +69,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	t->D = d;
 	t->G = c->batch * t->k;
 	t->a = a;
-	t->scale = c->dtype == MFR_F16 ? SCALE_START : 1;
+	t->scale = c->dtype == MFR_F16 ? (c->loss_scale > 0 ? c->loss_scale : SCALE_START) : 1;
 	if (a->n_outputs > MFR_GTRAIN_MAX_OUTPUTS) {
 		mfr_fail(e, "%d outputs: the training step allows at most %d", a->n_outputs, MFR_GTRAIN_MAX_OUTPUTS);
 		goto fail;

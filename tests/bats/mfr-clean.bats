@@ -124,6 +124,8 @@ recs() { mfr-cat --list "$1" | cut -f 4-; }
 	done
 	run -2 mfr-merge-inter -t 0.6 --search int4 "$F/chain.mfr"
 	contains "$output" "--search wants auto, int8, fp32 or gpu, not 'int4'"
+	run -2 mfr-merge-inter -t 0.6 --search gpu --device cpu "$F/chain.mfr"
+	contains "$output" "--search gpu runs on a GPU, not on --device cpu"
 }
 
 @test "mfr-join selects and relabels faces, in either order, from files or stdin" {

@@ -1,0 +1,2 @@
+/* cuda_fp16.h — cuda-emu stand-in: everything is in emu.h (see README.md). */
+#include "emu.h"

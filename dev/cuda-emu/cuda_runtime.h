@@ -1,0 +1,2 @@
+/* cuda_runtime.h — cuda-emu stand-in: everything is in emu.h (see README.md). */
+#include "emu.h"
