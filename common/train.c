@@ -540,15 +540,13 @@ static int loader_only(run *r, mfr_error *e)
 		steps = (uint64_t)c->max_steps;
 	if (mfr_loader_start(r->ld, 0, e) < 0)
 		return -1;
-	double t0 = mfr_now(), wait = 0;
+	double t0 = mfr_now();
 	for (uint64_t s = 0; s < steps; s++) {
 		float *x;
 		int32_t *lab;
 		uint64_t *ids;
-		double w;
-		if (mfr_loader_next(r->ld, &x, &lab, &ids, &w, e) < 0)
+		if (mfr_loader_next(r->ld, &x, &lab, &ids, NULL, e) < 0)
 			return -1;
-		wait += w;
 	}
 	double secs = mfr_now() - t0, ips = steps * (double)r->B / secs;
 	double all = ips;
