@@ -27,6 +27,7 @@ for t in "$MFR_BUILD"/tests/test_*; do
 	n=$(basename "$t")
 	"$t" >"$log/$n" 2>&1; rc=$?
 	tally "$n" "$log/$n" $rc
+	grep -m 1 '^skip:' "$log/$n" | sed 's/^/    /' # a suite that did not run says why (the GPU tests without a GPU)
 	[ $rc -ne 0 ] && sed 's/^/    /' "$log/$n" | grep -v '^    ok' | tail -n 30
 done
 
