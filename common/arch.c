@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "arch.h" /* defines: mfr_arch_parse, mfr_arch_format, mfr_arch_describe ... */
+#include "layers_elem.h" /* defines: mfr_splat_save_len */
 
 enum { A_INT, A_PAIR, A_REAL, A_BOOL };
 
@@ -938,7 +939,20 @@ mfr_arch *mfr_arch_load(const char *spec, mfr_error *e)
 	return a;
 }
 
-/* ---- a layer's shapes at batch N, for the executors ---- */
+/* ---- a layer's shapes and saved values at batch N, for the executors ---- */
+
+size_t mfr_layer_save_len(const mfr_layer *L, int N)
+{
+	const mfr_shape *in = &L->in_shape;
+	switch (L->op) {
+	case MFR_OP_BN:
+	case MFR_OP_BN1D: return 2 * (size_t)in->c;
+	case MFR_OP_L2NORM: return (size_t)N;
+	case MFR_OP_SE: return (size_t)N * (2 * (size_t)in->c + (size_t)(in->c / L->r));
+	case MFR_OP_SPLAT: return mfr_splat_save_len(N, L->shape.c, L->radix, L->inter);
+	default: return 0;
+	}
+}
 
 int mfr_layer_conv_shape(const mfr_layer *L, int N, mfr_conv_shape *s)
 {

@@ -143,6 +143,17 @@ int mfr_arch_describe(const mfr_arch *a, FILE *f, mfr_error *e);
  * below 1000 are written whole ("512"). buf needs 16 bytes; returns buf. */
 char *mfr_arch_eng(char buf[16], uint64_t v);
 
+/* Fixed hyperparameters of ops (data-formats.md 8.3): the inner batch norm
+ * of splat, and the floor under an l2norm's norm (torch's normalize). */
+#define MFR_SPLAT_EPS 1e-5
+#define MFR_SPLAT_MOMENTUM 0.1
+#define MFR_L2_EPS 1e-12
+
+/* Values layer L's forward saves for its backward at batch N (batch-norm
+ * mean and invstd, l2norm norms, SE and splat intermediates; 0 for the
+ * rest): the executors' save blocks (net.c in mfr_real, gnet.c in float). */
+size_t mfr_layer_save_len(const mfr_layer *L, int N);
+
 /* The sizes of conv, pool (maxpool, avgpool) or pad layer L at batch N, as
  * the layer functions take them (layers_spatial.h). Returns 0, or -1 when
  * they are invalid (a parsed arch's layers never are). */

@@ -1,13 +1,14 @@
-/* gpu.c — the CUDA backend's entry points when mfr is built without CUDA
- * (make CUDA=no, or nvcc absent): no device is ever found, opening one fails
- * with that reason, and the element-type helpers still work, so tools carry
- * no #ifdef. With CUDA the real ones are in common/cuda/. */
+/* gpu.c — the element-type helpers of gpu.h (host code, built always), and
+ * the CUDA backend's entry points when mfr is built without CUDA (make
+ * CUDA=no, or nvcc absent): no device is ever found and opening one fails
+ * with that reason, so tools carry no #ifdef. With CUDA the real ones are
+ * in common/cuda/. */
 #include "gpu.h" /* defines: mfr_gpu API */
 
-#ifndef MFR_HAVE_CUDA
 #include <stdio.h>
 #include <string.h>
 
+/* the element-type helpers, with or without CUDA */
 size_t mfr_dtype_size(mfr_dtype t) { return t == MFR_F32 ? 4 : 2; }
 
 const char *mfr_dtype_name(mfr_dtype t) { return t == MFR_F16 ? "fp16" : t == MFR_BF16 ? "bf16" : "fp32"; }
@@ -22,6 +23,8 @@ int mfr_dtype_parse(const char *s)
 		return MFR_BF16;
 	return -1;
 }
+
+#ifndef MFR_HAVE_CUDA
 
 int mfr_gpu_count(char *why, size_t len)
 {
@@ -42,6 +45,4 @@ void mfr_gpu_close(mfr_gpu *g) { (void)g; }
 /* never called without a device; here so that callers link */
 const char *mfr_gpu_name(const mfr_gpu *g) { (void)g; return "none"; }
 int mfr_gpu_capability(const mfr_gpu *g) { (void)g; return 0; }
-#else
-typedef int mfr_gpu_c_is_empty_with_cuda; /* ISO C wants a declaration in every file */
 #endif

@@ -13,9 +13,6 @@
 #include "dnnl_cpu.h" /* defines: mfr_conv2d_forward_cpu, ... (oneDNN, or the reference without it) */
 #endif
 
-#define SPLAT_EPS 1e-5 /* data-formats.md 8.3: the inner bn of splat */
-#define SPLAT_MOMENTUM 0.1
-#define L2_EPS 1e-12
 
 struct MFR_NET_T {
 	const mfr_arch *a;
@@ -64,20 +61,6 @@ static size_t shape_numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s-
 #define G(n, L, k) ((n)->grads + (n)->poff[(L)->first_tensor + (k)])
 #define ACT(n, i) ((n)->act + (n)->aoff[i])
 #define DACT(n, i) ((n)->dact + (n)->aoff[i])
-
-/* Values of saved state layer L needs for a batch of N (mfr_real units). */
-static size_t save_len(const mfr_layer *L, int N)
-{
-	const mfr_shape *in = &L->in_shape;
-	switch (L->op) {
-	case MFR_OP_BN:
-	case MFR_OP_BN1D: return 2 * (size_t)in->c;
-	case MFR_OP_L2NORM: return (size_t)N;
-	case MFR_OP_SE: return (size_t)N * (2 * (size_t)in->c + (size_t)(in->c / L->r));
-	case MFR_OP_SPLAT: return mfr_splat_save_len(N, L->shape.c, L->radix, L->inter);
-	default: return 0;
-	}
-}
 
 static size_t work_len(const mfr_layer *L, int N)
 {
@@ -346,7 +329,7 @@ static int layout(const mfr_arch *a, int max_batch, int training, size_t *aoff, 
 			maxin = L->n_in;
 		if (soff)
 			soff[i] = *stotal;
-		*stotal += save_len(L, max_batch);
+		*stotal += mfr_layer_save_len(L, max_batch);
 		if (!training)
 			continue;
 		if (aoff)
@@ -885,7 +868,7 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 			if (linear_fwd(n, out, in, P(n, L, 0), L->bias ? P(n, L, 1) : NULL, N, C, L->out, e) < 0)
 				return -1;
 			break;
-		case MFR_OP_L2NORM: MFR_REF(l2norm_forward)(out, sv, in, N, C, L2_EPS); break;
+		case MFR_OP_L2NORM: MFR_REF(l2norm_forward)(out, sv, in, N, C, MFR_L2_EPS); break;
 		case MFR_OP_SE: {
 			int Cr = C / L->r;
 			MFR_REF(se_forward)(out, sv, sv + (size_t)N * C, sv + (size_t)N * (C + Cr), in, P(n, L, 0), P(n, L, 1),
@@ -895,7 +878,7 @@ int MFR_NET(forward)(MFR_NET_T *n, const mfr_real *x, int batch, int training, u
 		case MFR_OP_SPLAT:
 			MFR_REF(splat_forward)(out, sv, P(n, L, 4), P(n, L, 5), in, P(n, L, 0), P(n, L, 1), P(n, L, 2),
 					       P(n, L, 3), P(n, L, 6), P(n, L, 7), N, L->shape.c, L->radix, 1, L->inter, HW,
-					       training, SPLAT_EPS, SPLAT_MOMENTUM);
+					       training, MFR_SPLAT_EPS, MFR_SPLAT_MOMENTUM);
 			break;
 		default: return mfr_fail(e, "layer '%s': op %d cannot run", L->name, (int)L->op);
 		}
@@ -1005,7 +988,7 @@ int MFR_NET(backward)(MFR_NET_T *n, const mfr_real *const *dout, mfr_error *e)
 			if (linear_bwd(n, dx, G(n, L, 0), L->bias ? G(n, L, 1) : NULL, dy, in, P(n, L, 0), N, C, L->out, e) < 0)
 				return -1;
 			break;
-		case MFR_OP_L2NORM: MFR_REF(l2norm_backward)(dx, dy, in, sv, N, C, L2_EPS); break;
+		case MFR_OP_L2NORM: MFR_REF(l2norm_backward)(dx, dy, in, sv, N, C, MFR_L2_EPS); break;
 		case MFR_OP_SE: {
 			int Cr = C / L->r;
 			MFR_REF(se_backward)(dx, G(n, L, 0), G(n, L, 1), G(n, L, 2), G(n, L, 3), n->work, dy, in, P(n, L, 0),

@@ -8,11 +8,7 @@
 #include <string.h>
 
 #include "gpu_layers.h" /* defines: the CUDA layer launchers */
-#include "layers_elem.h" /* defines: mfr_se_work_len, mfr_splat_save_len */
 
-#define SPLAT_EPS 1e-5 /* as net.c: data-formats.md 8.3, the inner bn of splat */
-#define SPLAT_MOMENTUM 0.1
-#define L2_EPS 1e-12
 
 struct mfr_gnet {
 	mfr_gpu *g;
@@ -40,20 +36,6 @@ struct mfr_gnet {
 };
 
 static size_t numel(const mfr_shape *s) { return (size_t)s->c * (size_t)s->h * (size_t)s->w; }
-
-/* fp32 values layer L saves for a batch of N, as net.c's save_len. */
-static size_t save_len(const mfr_layer *L, int N)
-{
-	const mfr_shape *in = &L->in_shape;
-	switch (L->op) {
-	case MFR_OP_BN:
-	case MFR_OP_BN1D: return 2 * (size_t)in->c;
-	case MFR_OP_L2NORM: return (size_t)N;
-	case MFR_OP_SE: return (size_t)N * (2 * (size_t)in->c + (size_t)(in->c / L->r));
-	case MFR_OP_SPLAT: return mfr_splat_save_len(N, L->shape.c, L->radix, L->inter);
-	default: return 0;
-	}
-}
 
 /* Elements of layer L's compute weight copy (conv, linear), else 0. */
 static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
@@ -92,7 +74,7 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *pof
 		z.act += ALIGN(num * (size_t)N * es);
 		if (soff)
 			soff[i] = z.save;
-		z.save += ALIGN(save_len(L, N) * 4) / 4;
+		z.save += ALIGN(mfr_layer_save_len(L, N) * 4) / 4;
 		if (moff)
 			moff[i] = z.mask;
 		if (training && L->op == MFR_OP_DROPOUT)
@@ -325,7 +307,7 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			if (mfr_linear_forward_cuda(out, in, WC(i), L->bias ? P(L, 1) : NULL, N, C, L->out, t, g, e) < 0)
 				return -1;
 			break;
-		case MFR_OP_L2NORM: mfr_l2norm_forward_cuda(out, sv, in, N, C, L2_EPS, t, g); break;
+		case MFR_OP_L2NORM: mfr_l2norm_forward_cuda(out, sv, in, N, C, MFR_L2_EPS, t, g); break;
 		case MFR_OP_SE: {
 			int Cr = C / L->r;
 			mfr_se_forward_cuda(out, sv, sv + (size_t)N * C, sv + (size_t)N * (C + Cr), in, P(L, 0), P(L, 1),
@@ -334,8 +316,8 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 		}
 		case MFR_OP_SPLAT:
 			if (mfr_splat_forward_cuda(out, sv, P(L, 4), P(L, 5), in, P(L, 0), P(L, 1), P(L, 2), P(L, 3), P(L, 6),
-						   P(L, 7), N, L->shape.c, L->radix, 1, L->inter, HW, training, SPLAT_EPS,
-						   SPLAT_MOMENTUM, t, g, e) < 0)
+						   P(L, 7), N, L->shape.c, L->radix, 1, L->inter, HW, training, MFR_SPLAT_EPS,
+						   MFR_SPLAT_MOMENTUM, t, g, e) < 0)
 				return -1;
 			break;
 		default: return mfr_fail(e, "layer '%s': op %d cannot run", L->name, (int)L->op);
@@ -446,7 +428,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e)
 						     e) < 0)
 				return -1;
 			break;
-		case MFR_OP_L2NORM: mfr_l2norm_backward_cuda(dx, dy, in, sv, N, C, L2_EPS, t, g); break;
+		case MFR_OP_L2NORM: mfr_l2norm_backward_cuda(dx, dy, in, sv, N, C, MFR_L2_EPS, t, g); break;
 		case MFR_OP_SE: {
 			int Cr = C / L->r;
 			if (mfr_se_backward_cuda(dx, G(L, 0), G(L, 1), G(L, 2), G(L, 3), dy, in, P(L, 0), P(L, 2), sv,

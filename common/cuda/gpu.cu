@@ -9,21 +9,6 @@
 
 extern "C" {
 
-size_t mfr_dtype_size(mfr_dtype t) { return t == MFR_F32 ? 4 : 2; }
-
-const char *mfr_dtype_name(mfr_dtype t) { return t == MFR_F16 ? "fp16" : t == MFR_BF16 ? "bf16" : "fp32"; }
-
-int mfr_dtype_parse(const char *s)
-{
-	if (!strcmp(s, "fp32") || !strcmp(s, "float32"))
-		return MFR_F32;
-	if (!strcmp(s, "fp16") || !strcmp(s, "float16") || !strcmp(s, "half"))
-		return MFR_F16;
-	if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
-		return MFR_BF16;
-	return -1;
-}
-
 int mfr_gpu_count(char *why, size_t len)
 {
 	int n = 0;

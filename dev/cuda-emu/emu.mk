@@ -24,7 +24,7 @@ CU_HDR := $(wildcard common/cuda/*.h)
 HDR_RW := $(CU_HDR:%=$(E)/src/%)
 CU_OBJ := $(CU_SRC:%.cu=$(E)/obj/%.cu.o)
 CUC_OBJ := $(patsubst %.c,$(E)/obj/%.o,$(wildcard common/cuda/*.c))
-CPU_OBJ := $(patsubst %.c,$(E)/obj/%.o,$(filter-out common/gpu.c,$(LIB_SRC)))
+CPU_OBJ := $(patsubst %.c,$(E)/obj/%.o,$(LIB_SRC))
 R64_OBJ := $(patsubst common/%.c,$(E)/obj/common64/%.o,$(wildcard common/layers_*.c) common/net.c common/pfc.c)
 # run.sh passes TESTS (basenames) and EXTRA_CU (more .cu files, e.g. the self-test)
 TESTS ?=
