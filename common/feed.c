@@ -27,8 +27,37 @@ static int decode_rgb(mfr_jpeg *j, const mfr_face *f, mfr_image *im, mfr_error *
 	return 0;
 }
 
+/* One image's pixels (RGB interleaved, W x H) to the network's planes, read
+ * mirrored when flip is set. */
+static void normalize_one(const uint8_t *px, int W, int H, const mfr_input_spec *in, int flip, float *dst)
+{
+	size_t plane = (size_t)W * H;
+	for (int c = 0; c < 3; c++) {
+		int sc = in->bgr ? 2 - c : c;
+		float mean = in->mean[c], scale = in->scale[c];
+		float *d = dst + c * plane;
+		for (int y = 0; y < H; y++) {
+			const uint8_t *row = px + (size_t)y * W * 3;
+			float *o = d + (size_t)y * W;
+			if (flip)
+				for (int x = 0; x < W; x++)
+					o[W - 1 - x] = ((float)row[3 * x + sc] - mean) * scale;
+			else
+				for (int x = 0; x < W; x++)
+					o[x] = ((float)row[3 * x + sc] - mean) * scale;
+		}
+	}
+}
+
+void mfr_input_normalize(const uint8_t *px, size_t n, const mfr_input_spec *in, float *dst)
+{
+	size_t img = (size_t)in->width * in->height * 3;
+	for (size_t i = 0; i < n; i++)
+		normalize_one(px + i * img, in->width, in->height, in, 0, dst + i * img);
+}
+
 int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, int flip, mfr_pixel_hook hook,
-		      void *hook_ctx, uint64_t salt, float *dst, uint32_t *flags, mfr_error *e)
+		      void *hook_ctx, uint64_t salt, int raw, void *dst, uint32_t *flags, mfr_error *e)
 {
 	mfr_image im = {0}, al = {0};
 	int W = in->width, H = in->height, rc = -1;
@@ -49,22 +78,17 @@ int mfr_face_to_input(mfr_jpeg *j, const mfr_face *f, const mfr_input_spec *in, 
 	}
 	if (hook && hook(hook_ctx, use, f, salt, flags, e) < 0)
 		goto out;
-	size_t plane = (size_t)W * H;
-	for (int c = 0; c < 3; c++) {
-		int sc = in->bgr ? 2 - c : c;
-		float mean = in->mean[c], scale = in->scale[c];
-		float *d = dst + c * plane;
+	if (!raw)
+		normalize_one(use->px, W, H, in, flip, dst);
+	else if (!flip)
+		memcpy(dst, use->px, (size_t)W * H * 3);
+	else
 		for (int y = 0; y < H; y++) {
 			const uint8_t *row = use->px + (size_t)y * W * 3;
-			float *o = d + (size_t)y * W;
-			if (flip)
-				for (int x = 0; x < W; x++)
-					o[W - 1 - x] = ((float)row[3 * x + sc] - mean) * scale;
-			else
-				for (int x = 0; x < W; x++)
-					o[x] = ((float)row[3 * x + sc] - mean) * scale;
+			uint8_t *o = (uint8_t *)dst + (size_t)y * W * 3;
+			for (int x = 0; x < W; x++)
+				memcpy(o + 3 * (W - 1 - x), row + 3 * x, 3);
 		}
-	}
 	rc = 0;
 out:
 	mfr_image_free(&im);

@@ -38,6 +38,17 @@ const char *mfr_gcomm_describe(const mfr_gcomm *gc);
  * with MFR_SUM under NCCL only) becomes op (MFR_SUM, MFR_MAX) over ranks. */
 int mfr_gcomm_allreduce(mfr_gcomm *gc, void *buf, size_t n, mfr_dtype t, int op, mfr_error *e);
 
+/* 1 when mfr_gcomm_allreduce_side overlaps the main stream (NCCL across
+ * several ranks), 0 when it would block (staging) or has nothing to do. */
+int mfr_gcomm_overlaps(const mfr_gcomm *gc);
+
+/* mfr_gcomm_allreduce's sum, overlapping the main stream: under NCCL queued
+ * on the GPU's side stream after everything the main stream holds so far
+ * (mfr_gpu_side_wait), so the main stream must mfr_gpu_main_wait before it
+ * reads buf again; under staging complete on return, like the blocking
+ * call. Several in flight must be issued in the same order on every rank. */
+int mfr_gcomm_allreduce_side(mfr_gcomm *gc, void *buf, size_t n, mfr_dtype t, mfr_error *e);
+
 /* Every rank's n values of t at in (device) into out (device, size*n values,
  * rank 0's first). t: MFR_F32 or MFR_I32. */
 int mfr_gcomm_allgather(mfr_gcomm *gc, const void *in, void *out, size_t n, mfr_dtype t, mfr_error *e);

@@ -11,7 +11,10 @@
  * net was built with (fp32, fp16 or bf16; NHWC), what forward saves
  * (float32) and dropout masks. Conv and linear layers also keep a compute
  * copy of their weights in the element type (conv: cuDNN's KRSC layout),
- * refreshed from the master block when it has changed.
+ * refreshed from the master block when it has changed. A net built for
+ * inference keeps only live activations: layers share slots once their
+ * readers have run (the outputs keep theirs), so a large batch costs a few
+ * feature maps per image, not the whole network's.
  *
  * Mixed precision is the caller's scheme around this: a backward seeded with
  * dLoss/dout x S leaves gradients x S (the caller checks them for overflow
@@ -78,11 +81,20 @@ void *mfr_gnet_output(mfr_gnet *n, int k, size_t *dim);
 /* Zeroes the gradient block (queued). */
 int mfr_gnet_zero_grad(mfr_gnet *n, mfr_error *e);
 
+/* Called by mfr_gnet_backward after it has queued layer i's backward
+ * (layers go last to first): from then on the stream holds everything that
+ * writes the gradients of layers i..n_layers-1, which in the parameter
+ * block's layer order are its tail from layer i's first tensor on. A
+ * non-zero return stops the backward (it returns -1 with e as the hook
+ * filled it). */
+typedef int (*mfr_gnet_hook)(void *ctx, int layer, mfr_error *e);
+
 /* Backward of the last training forward: dout[k] on the device, the net's
  * element type and output k's layout, or NULL for an output the loss does
- * not use. Accumulates (+=) into the gradient block. -1 with e filled when
- * the last forward was not a training forward, or on a device error. */
-int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e);
+ * not use. Accumulates (+=) into the gradient block. hook (may be NULL) runs
+ * after each layer i = n_layers-1 .. 1 (see mfr_gnet_hook). -1 with e filled
+ * when the last forward was not a training forward, or on a device error. */
+int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, void *ctx, mfr_error *e);
 
 /* dLoss/d(input) of the last backward (device, NHWC, element type), or NULL
  * when not training. */

@@ -1,5 +1,5 @@
 /* gpu.h — the CUDA backend's core, callable from C: one device with its
- * stream and library handles, device memory, copies, element types, the one
+ * streams and library handles, device memory, copies, element types, the one
  * row-major GEMM over cuBLAS, and the layer launchers of the backend
  * (declared in gpu_layers.h).
  *
@@ -18,7 +18,7 @@
  *   type;
  * - arithmetic inside kernels is float32 whatever the storage type; sums
  *   over many elements are carried in float32 with tree reductions;
- * - every launcher runs on g's stream and returns without waiting; an
+ * - every launcher runs on g's (main) stream and returns without waiting; an
  *   asynchronous fault is reported by the next mfr_gpu_sync (or at its own
  *   launch when the environment has MFR_CUDA_SYNC=1);
  * - forward WRITES (=) outputs, backward ACCUMULATES (+=) every gradient it
@@ -93,11 +93,21 @@ int mfr_gpu_get(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error 
 int mfr_gpu_copy(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
 int mfr_gpu_zero(mfr_gpu *g, void *p, size_t bytes, mfr_error *e);
 
-/* Asynchronous put from page-locked host memory (mfr_gpu_host_alloc): queued
- * on the stream; src must stay untouched until a later sync. */
-int mfr_gpu_put_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
+/* The side stream: a second queue on g's device for work that overlaps the
+ * main stream's (the next batch's upload; the gradient all-reduce while the
+ * backward pass goes on). The two are ordered only by these calls.
+ * side_wait: what is queued on the side stream from now on starts after
+ * everything queued so far on the main stream. main_wait: the other way
+ * round. put_side: queues a host -> device copy on the side stream; from
+ * page-locked memory (mfr_gpu_host_alloc) it runs while the host goes on,
+ * and src must stay untouched until the copy is done (a main_wait, then
+ * anything that waits for the main stream). -1 with e filled on a CUDA
+ * error. */
+int mfr_gpu_side_wait(mfr_gpu *g, mfr_error *e);
+int mfr_gpu_main_wait(mfr_gpu *g, mfr_error *e);
+int mfr_gpu_put_side(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
 
-/* Waits until everything queued on g's stream has finished. Returns 0, or
+/* Waits until everything queued on g's streams has finished. Returns 0, or
  * -1 with e filled with the first CUDA error (an asynchronous kernel fault
  * poisons the context: close g and give up). */
 int mfr_gpu_sync(mfr_gpu *g, mfr_error *e);
@@ -146,6 +156,13 @@ void mfr_convert_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype st, si
  * expects the reference's C*H*W order; its backward is to_nhwc, +=.) */
 void mfr_to_nhwc_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype st, int n, int c, int hw,
 		      int accumulate, mfr_gpu *g);
+
+/* The network's input from raw pixels: src holds n images of hw positions x
+ * 3 bytes (RGB interleaved, the loader's raw output); dst (n,hw,3) of type
+ * dt gets channel c = (src[channel bgr ? 2-c : c] - mean[c]) * scale[c] in
+ * float32, rounded once to dt: mfr_input_normalize's values, in NHWC. */
+void mfr_input_cuda(void *dst, mfr_dtype dt, const uint8_t *src, int n, int hw, const float mean[3],
+		    const float scale[3], int bgr, mfr_gpu *g);
 void mfr_to_nchw_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype st, int n, int c, int hw,
 		      int accumulate, mfr_gpu *g);
 

@@ -9,7 +9,10 @@
  * The step is the CPU step of train.h, move for move: forward (same dropout
  * seeds), all-gather embeddings (as float32) and labels, classifier loss and
  * gradients, backward of this rank's rows, all-reduce (sum) of the backbone
- * gradients, optional clipping of their global norm, SGD on the learned
+ * gradients (under NCCL in buckets of the parameter block's tail, each sent
+ * on the side stream as soon as backward has passed its layers, so the
+ * all-reduce overlaps the rest of backward, as PyTorch's DDP does), optional
+ * clipping of their global norm, SGD on the learned
  * backbone tensors and on the sampled classifier rows. In fp32 (TF32 off) it
  * matches the CPU step to float rounding; tests/unit/test_gpu_train.c holds
  * it to that. Built only with CUDA. */
@@ -22,6 +25,7 @@
 #include "arch.h"  /* defines: mfr_arch */
 #include "comm.h"  /* defines: mfr_comm */
 #include "gpu.h"   /* defines: mfr_gpu, mfr_dtype */
+#include "model.h" /* defines: mfr_input_spec */
 #include "pfc.h"   /* defines: mfr_margin */
 #include "util.h"  /* defines: mfr_error */
 
@@ -38,6 +42,9 @@ typedef struct {
 	double momentum, wd, fc_wd, clip;
 	int tf32;             /* fp32 GEMMs and convolutions on TF32 */
 	double loss_scale;    /* fp16: the first loss scale, 0 for GradScaler's 2^16 */
+	size_t bucket_bytes;  /* gradient all-reduce buckets; 0: 25 MiB (DDP's) */
+	int raw;              /* 1: batches are raw pixels, normalised on the GPU by input */
+	mfr_input_spec input; /* (raw) the model's normalisation and channel order */
 } mfr_gtrain_config;
 
 /* Opens GPU c->device and builds the step for architecture a (outliving
@@ -50,18 +57,38 @@ void mfr_gtrain_free(mfr_gtrain *t);
 
 /* Device bytes the step holds (backbone, its momentum, classifier shard
  * with momentum and sampled buffers, staging), plus the layers' largest
- * scratch, for batch per rank over k ranks. */
-double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k);
+ * scratch, for batch per rank over k ranks; raw: batches arrive as bytes. */
+double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k, int raw);
 
-/* One step on this rank's batch: x (host, batch x C x H x W float, NCHW, the
- * loader's output), labels (host, batch). fwd_seed: dropout (as
- * mfr_net_forward's), pfc_seed: the Partial FC negatives (as
+/* Hands over the next step's batch on this rank: x (host; raw: batch x H x
+ * W x 3 bytes, the loader's raw output; else batch x C x H x W floats, NCHW,
+ * normalised) and labels (host, batch; copied at once). The upload is queued
+ * on the GPU's side stream and, from page-locked memory
+ * (mfr_gtrain_host_alloc), overlaps the tail of the step in flight; x must
+ * stay untouched until the mfr_gtrain_step that uses it returns. -1 with e
+ * filled. */
+int mfr_gtrain_stage(mfr_gtrain *t, const void *x, const int32_t *labels, mfr_error *e);
+
+/* One step on the batch staged last (an error when none is). fwd_seed:
+ * dropout (as mfr_net_forward's), pfc_seed: the Partial FC negatives (as
  * mfr_pfc_sample's). lr: this step's learning rate. *loss, *acc: the
  * classifier's (same on all ranks); *gnorm: the global gradient norm before
  * clipping (unscaled); *skipped = 1 when fp16 overflowed and the update was
- * skipped (the loss scale halves). Collective. -1 with e filled. */
-int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64_t fwd_seed, uint64_t pfc_seed,
-		    double lr, double *loss, double *acc, double *gnorm, int *skipped, mfr_error *e);
+ * skipped (the loss scale halves). Collective. -1 with e filled. Returns
+ * with the optimizer's kernels still queued: the next stage and the host's
+ * next batch overlap them. */
+int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double lr, double *loss, double *acc,
+		    double *gnorm, int *skipped, mfr_error *e);
+
+/* Waits for everything queued (the last step's optimizer). -1 with e filled
+ * on a device error. */
+int mfr_gtrain_sync(mfr_gtrain *t, mfr_error *e);
+
+/* Page-locked host memory on t's GPU, for batches that mfr_gtrain_stage
+ * uploads asynchronously (the loader's mfr_loader_output.alloc); free
+ * accepts NULL. */
+void *mfr_gtrain_host_alloc(mfr_gtrain *t, size_t bytes, mfr_error *e);
+void mfr_gtrain_host_free(mfr_gtrain *t, void *p);
 
 /* Host copies of the state, in the CPU trainer's layouts: params and mom
  * (mfr_net_params' layout, param_total floats), the classifier shard's rows

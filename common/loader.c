@@ -20,7 +20,7 @@
 typedef struct worker worker;
 
 typedef struct {
-	float *x;
+	void *x;           /* batch x img bytes */
 	int32_t *labels;
 	uint64_t *ids;
 	uint64_t step;
@@ -35,7 +35,8 @@ struct mfr_loader {
 	uint64_t n, spe;   /* samples, steps per epoch */
 	int64_t classes;
 	int half_bits;     /* the bijection works on 2 x half_bits bits */
-	size_t img;        /* floats per image */
+	size_t img;        /* bytes per image: 3 x H x W floats, or bytes when raw */
+	mfr_loader_output out;
 	int nslots;
 	slot *slots;
 	pthread_t *tid;
@@ -132,11 +133,17 @@ mfr_loader *mfr_loader_open(const mfr_loader_config *cfg, mfr_error *e)
 		l->half_bits++;
 	if (l->half_bits == 0)
 		l->half_bits = 1;
-	l->img = (size_t)3 * cfg->input.width * cfg->input.height;
+	l->img = (size_t)3 * cfg->input.width * cfg->input.height * sizeof(float);
 	return l;
 fail:
 	mfr_loader_close(l);
 	return NULL;
+}
+
+void mfr_loader_set_output(mfr_loader *l, const mfr_loader_output *o)
+{
+	l->out = *o;
+	l->img = (size_t)3 * l->cfg.input.width * l->cfg.input.height * (o->raw ? 1 : sizeof(float));
 }
 
 uint64_t mfr_loader_samples(const mfr_loader *l) { return l->n; }
@@ -175,8 +182,8 @@ static int load_one(worker *w, uint64_t t, int k, slot *s, mfr_error *e)
 		return -1;
 	mfr_error fe;
 	if (mfr_face_decode(w->buf, size, &face, &fe) < 0 ||
-	    mfr_face_to_input(w->jpeg, &face, &l->cfg.input, flip, l->cfg.hook, l->cfg.hook_ctx, epoch, s->x + (size_t)k * l->img,
-			      &flags, &fe) < 0)
+	    mfr_face_to_input(w->jpeg, &face, &l->cfg.input, flip, l->cfg.hook, l->cfg.hook_ctx, epoch, l->out.raw,
+			      (char *)s->x + (size_t)k * l->img, &flags, &fe) < 0)
 		return mfr_fail(e, "'%s': record %llu at byte %llu: %s", path, (unsigned long long)(g - l->first[f]),
 				(unsigned long long)en->offset, fe.msg);
 	s->labels[k] = face.label;
@@ -233,9 +240,10 @@ int mfr_loader_start(mfr_loader *l, uint64_t step, mfr_error *e)
 	for (int i = 0; i < l->nslots; i++) {
 		slot *s = &l->slots[i];
 		s->step = UINT64_MAX;
-		if (!(s->x = malloc(l->img * l->cfg.batch * sizeof *s->x)) ||
-		    !(s->labels = malloc((size_t)l->cfg.batch * sizeof *s->labels)) ||
-		    !(s->ids = malloc((size_t)l->cfg.batch * sizeof *s->ids)))
+		size_t xb = l->img * (size_t)l->cfg.batch;
+		if (l->out.alloc ? !(s->x = l->out.alloc(l->out.ctx, xb, e)) : !(s->x = malloc(xb)))
+			return l->out.alloc ? -1 : mfr_fail(e, "out of memory (%d batches of %d images)", l->nslots, l->cfg.batch);
+		if (!(s->labels = malloc((size_t)l->cfg.batch * sizeof *s->labels)) || !(s->ids = malloc((size_t)l->cfg.batch * sizeof *s->ids)))
 			return mfr_fail(e, "out of memory (%d batches of %d images)", l->nslots, l->cfg.batch);
 	}
 	l->start = l->low = step;
@@ -265,7 +273,7 @@ static double now(void)
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int mfr_loader_next(mfr_loader *l, float **x, int32_t **labels, uint64_t **ids, double *wait_s, mfr_error *e)
+int mfr_loader_next(mfr_loader *l, void **x, int32_t **labels, uint64_t **ids, double *wait_s, mfr_error *e)
 {
 	double t0 = now();
 	pthread_mutex_lock(&l->mu);
@@ -319,8 +327,13 @@ void mfr_loader_close(mfr_loader *l)
 			free(l->ws[i].buf);
 		}
 	free(l->ws);
-	for (int i = 0; l->slots && i < l->nslots; i++)
-		free(l->slots[i].x), free(l->slots[i].labels), free(l->slots[i].ids);
+	for (int i = 0; l->slots && i < l->nslots; i++) {
+		if (l->out.release)
+			l->out.release(l->out.ctx, l->slots[i].x);
+		else
+			free(l->slots[i].x);
+		free(l->slots[i].labels), free(l->slots[i].ids);
+	}
 	free(l->slots);
 	free(l->tid);
 	if (l->ix)

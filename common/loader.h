@@ -1,7 +1,8 @@
 /* loader.h — the trainer's data loader: FACE stream files read at random
  * through their sidecar indexes, a seeded shuffle per epoch that every rank
  * computes alike, each rank's share of each global batch, JPEG decoded by
- * worker threads, random horizontal flips, the model's normalisation, an
+ * worker threads, random horizontal flips, the model's normalisation (or raw
+ * pixels, for a GPU to normalise), an
  * optional pixel hook (online mask augmentation) and a queue of batches
  * prepared ahead.
  *
@@ -56,12 +57,29 @@ uint64_t mfr_loader_order(const mfr_loader *l, uint64_t epoch, uint64_t i);
 /* Starts the workers at global step `step`. Call once. */
 int mfr_loader_start(mfr_loader *l, uint64_t step, mfr_error *e);
 
-/* The next step's batch: x (batch x 3 x H x W floats), labels, ids. The
+/* What the batches hold and where their memory comes from. raw = 0: batch
+ * x 3 x H x W floats, normalised for the network (as mfr_face_to_input
+ * writes them); raw = 1: batch x H x W x 3 bytes, RGB (flipped, aligned,
+ * masked, not normalised: mfr_input_normalize, or the GPU, finishes them).
+ * alloc and release (both NULL: malloc and free) give and take back the
+ * batches' pixel memory, e.g. page-locked for asynchronous copies to a GPU;
+ * release must accept NULL; alloc fills e when it fails. */
+typedef struct {
+	int raw;
+	void *(*alloc)(void *ctx, size_t bytes, mfr_error *e);
+	void (*release)(void *ctx, void *p);
+	void *ctx;
+} mfr_loader_output;
+
+/* Sets the output (default: raw 0, malloc); call before mfr_loader_start. */
+void mfr_loader_set_output(mfr_loader *l, const mfr_loader_output *o);
+
+/* The next step's batch: x (as mfr_loader_output says), labels, ids. The
  * pointers stay valid until the next call. Blocks while the workers catch
  * up. -1 with e filled when a worker failed (a damaged record: its file,
  * record and byte offset). *wait_s (may be NULL) receives the seconds this
  * call waited. */
-int mfr_loader_next(mfr_loader *l, float **x, int32_t **labels, uint64_t **ids, double *wait_s, mfr_error *e);
+int mfr_loader_next(mfr_loader *l, void **x, int32_t **labels, uint64_t **ids, double *wait_s, mfr_error *e);
 
 /* Stops the workers and frees everything. NULL is a no-op. */
 void mfr_loader_close(mfr_loader *l);

@@ -128,7 +128,7 @@ int mfr_train_plan_make(mfr_train_plan *p, int64_t C, int d, int N, int k, doubl
 		p->loader = (double)(prefetch + 1) * N * in->c * in->h * in->w * 4;
 		p->total += 3 * (double)P * 4 + p->bb_activations + p->loader;
 #ifdef MFR_HAVE_CUDA
-		p->gpu_total = mfr_gtrain_bytes(a, d, N, (mfr_dtype)dtype, C, rate, k);
+		p->gpu_total = mfr_gtrain_bytes(a, d, N, (mfr_dtype)dtype, C, rate, k, 1);
 #else
 		(void)dtype;
 #endif
@@ -207,6 +207,7 @@ typedef struct {
 	mfr_gtrain *gt;   /* the step on a GPU; net and mom are then host copies for checkpoints */
 #endif
 	float *fcw, *fcm; /* a GPU run's classifier shard on the host, while checkpointing */
+	int raw;          /* the loader hands out raw pixels (a GPU normalises them) */
 	int64_t scale_log2, scale_clean; /* a resumed checkpoint's fp16 loss scaler, or -1 */
 } run;
 
@@ -531,7 +532,8 @@ static double clip_grads(run *r)
 
 /* The loader alone (decode, flip, masks, normalisation; no model): one
  * epoch, or --max-steps batches, timed on every rank, figures on rank 0's
- * stderr. What a GPU's step must not wait for. */
+ * stderr. What a GPU's step must not wait for (a GPU run's loader hands out
+ * raw pixels: the normalisation is then left out here too). */
 static int loader_only(run *r, mfr_error *e)
 {
 	const mfr_train_config *c = r->c;
@@ -542,7 +544,7 @@ static int loader_only(run *r, mfr_error *e)
 		return -1;
 	double t0 = mfr_now();
 	for (uint64_t s = 0; s < steps; s++) {
-		float *x;
+		void *x;
 		int32_t *lab;
 		uint64_t *ids;
 		if (mfr_loader_next(r->ld, &x, &lab, &ids, NULL, e) < 0)
@@ -553,9 +555,9 @@ static int loader_only(run *r, mfr_error *e)
 	mfr_comm_allreduce(r->comm, &all, 1, MFR_F64, MFR_SUM);
 	if (r->rank == 0)
 		fprintf(stderr, "mfr-train: loader alone: %llu batches of %d in %.2f s: %.1f img/s per rank, %.1f img/s over %d "
-				"rank%s (%d decode threads per rank, masks on %g of faces)\n",
+				"rank%s (%d decode threads per rank, masks on %g of faces, %s)\n",
 			(unsigned long long)steps, r->B, secs, ips, all, r->k, r->k > 1 ? "s" : "", c->loader_threads,
-			c->mask_ratio);
+			c->mask_ratio, r->raw ? "raw pixels for a GPU" : "normalised floats");
 	return 0;
 }
 
@@ -585,6 +587,12 @@ static int local_rank(void)
 	}
 	return 0;
 }
+
+#ifdef MFR_HAVE_CUDA
+/* The loader's batches in page-locked memory of the run's GPU. */
+static void *pinned_alloc(void *ctx, size_t bytes, mfr_error *e) { return mfr_gtrain_host_alloc(ctx, bytes, e); }
+static void pinned_free(void *ctx, void *p) { mfr_gtrain_host_free(ctx, p); }
+#endif
 
 static const char *compute_name(const run *r)
 {
@@ -666,10 +674,6 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		}
 		r->C = c->classes;
 	}
-	if (c->loader_only) {
-		rc = loader_only(r, e);
-		goto out_init;
-	}
 	mfr_train_plan plan;
 	if (mfr_train_plan_make(&plan, r->C, r->D, r->B, r->k, c->sample_rate, c->arch, c->prefetch, c->dtype, e) < 0)
 		goto out_init;
@@ -689,6 +693,13 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	}
 	if (on_gpu && !strchr(device, ':')) /* one GPU per rank: by the rank on its node */
 		gpu_dev = local_rank() % mfr_gpu_count(NULL, 0);
+	if (c->loader_only) {
+		r->raw = on_gpu;
+		mfr_loader_output o = {.raw = r->raw};
+		mfr_loader_set_output(r->ld, &o);
+		rc = loader_only(r, e);
+		goto out_init;
+	}
 	if (!on_gpu && c->mem_limit > 0 && plan.total > c->mem_limit) {
 		mfr_fail(e, "the plan needs %.3f GiB per rank, over --mem-limit %.3f GiB (see --plan; more ranks or a lower --sample-rate shrink the classifier)",
 			 plan.total / GIB, c->mem_limit / GIB);
@@ -718,11 +729,18 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		mfr_gtrain_config gcfg = {.device = gpu_dev, .dtype = (mfr_dtype)c->dtype, .batch = r->B, .classes = r->C,
 					  .sample_rate = c->sample_rate, .sparse_momentum = c->sparse_momentum,
 					  .margin = c->margin, .momentum = c->momentum, .wd = c->wd, .fc_wd = c->fc_wd,
-					  .clip = c->clip, .tf32 = c->tf32, .loss_scale = c->loss_scale};
+					  .clip = c->clip, .tf32 = c->tf32, .loss_scale = c->loss_scale,
+					  .bucket_bytes = (size_t)(c->bucket_mb * 1048576), .raw = 1,
+					  .input = r->input};
 		if (!(r->gt = mfr_gtrain_new(&gcfg, comm, r->a, r->D, e)) ||
 		    mfr_gtrain_put_state(r->gt, mfr_net_params(r->net), r->mom, NULL, NULL, e) < 0)
 			goto out;
 		mfr_gtrain_init_classifier(r->gt, mfr_hash2(c->seed, 0x636c6173ull));
+		/* the loader hands out raw pixels in page-locked memory: a quarter of
+		 * the bytes, uploaded while the last step's optimizer runs */
+		r->raw = 1;
+		mfr_loader_output o = {.raw = 1, .alloc = pinned_alloc, .release = pinned_free, .ctx = r->gt};
+		mfr_loader_set_output(r->ld, &o);
 #endif
 	} else {
 		if (!(r->fc = mfr_pfc_new(r->C, r->D, c->sample_rate, r->G, r->rank, r->k, e)))
@@ -787,7 +805,7 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 	uint64_t first = step, since = 0, skipped = 0;
 	while (step < stop) {
 		double lr = mfr_train_lr(c, r->G, step, r->spe), wait, loss, acc;
-		float *x;
+		void *x;
 		int32_t *lab;
 		uint64_t *ids;
 		if (mfr_loader_next(r->ld, &x, &lab, &ids, &wait, e) < 0)
@@ -799,7 +817,8 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 		if (r->gt) {
 			int skip;
 			mfr_error se;
-			if (mfr_gtrain_step(r->gt, x, lab, fwd_seed, pfc_seed, lr, &loss, &acc, &gnorm, &skip, &se) < 0) {
+			if (mfr_gtrain_stage(r->gt, x, lab, &se) < 0 ||
+			    mfr_gtrain_step(r->gt, fwd_seed, pfc_seed, lr, &loss, &acc, &gnorm, &skip, &se) < 0) {
 				mfr_fail(e, "step %llu: %s", (unsigned long long)step, se.msg);
 				goto out;
 			}

@@ -69,6 +69,7 @@ typedef struct {
 	int dtype;                 /* the GPU backbone's element type (mfr_dtype); the classifier is fp32 */
 	int tf32;                  /* GPU fp32 GEMMs and convolutions on TF32 */
 	double loss_scale;         /* GPU fp16: the first loss scale (0: 2^16) */
+	double bucket_mb;          /* GPU ranks: gradient all-reduce bucket, MiB (0: 25) */
 	int threads, loader_threads, prefetch;
 	int loader_only;           /* time the loader alone for an epoch (or max_steps batches); no training */
 	double mem_limit;          /* bytes per rank, 0: none */

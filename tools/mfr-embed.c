@@ -64,7 +64,7 @@ static void feed(feeder *fd, const mfr_record *rec, const mfr_face *f, int k)
 {
 	mfr_error e;
 	uint32_t flags;
-	if (mfr_face_to_input(fd->jpeg, f, &fd->m->input, 0, NULL, NULL, 0, fd->x + (size_t)k * 3 * fd->W * fd->H, &flags,
+	if (mfr_face_to_input(fd->jpeg, f, &fd->m->input, 0, NULL, NULL, 0, 0, fd->x + (size_t)k * 3 * fd->W * fd->H, &flags,
 			      &e) < 0)
 		mfr_die("'%s': record %llu at byte %llu: %s", rec->path, (unsigned long long)rec->number,
 			(unsigned long long)rec->offset, e.msg);

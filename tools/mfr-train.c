@@ -15,7 +15,7 @@ enum {
 	O_PLAN = 256, O_CLASSES, O_EMB, O_RANKS, O_RATE, O_MARGIN, O_M1, O_M2, O_M3, O_SCALE, O_DROPOUT, O_MOMENTUM,
 	O_WD, O_FC_WD, O_LR, O_WARMUP, O_EPOCHS, O_DECAY, O_DECAY_EPOCHS, O_GAMMA, O_POWER, O_CLIP, O_SEED, O_INIT,
 	O_RESUME, O_CKPT, O_SAVE_EVERY, O_LOG, O_LOG_EVERY, O_MAX_STEPS, O_LOADER, O_PREFETCH, O_MEM, O_FC_MOM,
-	O_MASK_RATIO, O_MASK_TEMPLATES, O_DEVICE, O_DTYPE, O_TF32, O_LOADER_ONLY, O_LOSS_SCALE
+	O_MASK_RATIO, O_MASK_TEMPLATES, O_DEVICE, O_DTYPE, O_TF32, O_LOADER_ONLY, O_LOSS_SCALE, O_BUCKET
 };
 
 static const mfr_option opts[] = {
@@ -27,6 +27,7 @@ static const mfr_option opts[] = {
 	{"dtype", O_DTYPE, "T", "GPU backbone arithmetic: fp16 with dynamic loss scaling (default), bf16 or fp32; the classifier is fp32"},
 	{"tf32", O_TF32, NULL, "GPU fp32: let GEMMs and convolutions use TF32 tensor cores"},
 	{"loss-scale", O_LOSS_SCALE, "S", "GPU fp16: the first loss scale (default 65536, halved on overflow, doubled after 2000 clean steps)"},
+	{"bucket-mb", O_BUCKET, "MB", "GPU ranks: gradient all-reduce buckets sent during backward, in MiB (default 25)"},
 	{"margin", O_MARGIN, "KIND", "cosface (m3 = 0.4, default), arcface (m2 = 0.5) or combined (set --m1 --m2 --m3)"},
 	{"m1", O_M1, "X", "combined margin cos(m1 theta + m2) - m3: the multiplicative angular margin (default 1)"},
 	{"m2", O_M2, "X", "the additive angular margin (ArcFace 0.5)"},
@@ -188,6 +189,7 @@ int main(int argc, char **argv)
 			break;
 		case O_TF32: c.tf32 = 1; break;
 		case O_LOSS_SCALE: c.loss_scale = mfr_parse_real(optarg, 1, 16777216, "loss scale"); break;
+		case O_BUCKET: c.bucket_mb = mfr_parse_real(optarg, 0.001, 65536, "bucket size"); break;
 		case O_LOADER_ONLY: c.loader_only = 1; break;
 		case O_CLASSES: c.classes = mfr_parse_int(optarg, 1, 1ll << 40, "classes"); break;
 		case O_EMB: emb = (int)mfr_parse_int(optarg, 1, 65536, "embedding size"); break;

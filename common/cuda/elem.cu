@@ -103,6 +103,17 @@ static void transpose(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype,
 	mfr_gpu_launched(g, what);
 }
 
+__global__ static void input_kernel(void *dst, int dt, const uint8_t *src, size_t n, float m0, float m1, float m2,
+				    float s0, float s1, float s2, int bgr)
+{
+	MFR_FOR(i, n) {
+		int c = (int)(i % 3);
+		float mean = c == 0 ? m0 : c == 1 ? m1 : m2, scale = c == 0 ? s0 : c == 1 ? s1 : s2;
+		size_t from = bgr ? i - (size_t)c + (size_t)(2 - c) : i;
+		st(dst, i, dt, ((float)src[from] - mean) * scale);
+	}
+}
+
 __global__ static void fill_kernel(float *p, float value, size_t n)
 {
 	MFR_FOR(i, n)
@@ -129,6 +140,15 @@ void mfr_to_nchw_cuda(void *dst, mfr_dtype dt, const void *src, mfr_dtype stype,
 		      int accumulate, mfr_gpu *g)
 {
 	transpose(dst, dt, src, stype, n, hw, c, accumulate, g, "to_nchw");
+}
+
+void mfr_input_cuda(void *dst, mfr_dtype dt, const uint8_t *src, int n, int hw, const float mean[3],
+		    const float scale[3], int bgr, mfr_gpu *g)
+{
+	size_t cnt = (size_t)n * hw * 3;
+	input_kernel<<<mfr_grid(g, cnt, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
+		dst, dt, src, cnt, mean[0], mean[1], mean[2], scale[0], scale[1], scale[2], bgr);
+	mfr_gpu_launched(g, "input");
 }
 
 void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)

@@ -159,6 +159,20 @@ extern "C" int mfr_gcomm_allreduce(mfr_gcomm *gc, void *buf, size_t n, mfr_dtype
 	return mfr_gpu_put(gc->g, buf, h, bytes, e);
 }
 
+extern "C" int mfr_gcomm_overlaps(const mfr_gcomm *gc) { return gc->size > 1 && gc->nccl; }
+
+extern "C" int mfr_gcomm_allreduce_side(mfr_gcomm *gc, void *buf, size_t n, mfr_dtype t, mfr_error *e)
+{
+	if (gc->size == 1 || n == 0)
+		return 0;
+	if (!gc->nccl)
+		return mfr_gcomm_allreduce(gc, buf, n, t, MFR_SUM, e);
+	if (mfr_gpu_side_wait(gc->g, e) < 0)
+		return -1;
+	MFR_NCCL_CHECK(e, ncclAllReduce(buf, buf, n, nccl_type(t), ncclSum, gc->nccl, gc->g->side));
+	return 0;
+}
+
 extern "C" int mfr_gcomm_allgather(mfr_gcomm *gc, const void *in, void *out, size_t n, mfr_dtype t, mfr_error *e)
 {
 	size_t bytes = n * type_bytes(t);

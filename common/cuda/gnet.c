@@ -50,6 +50,64 @@ typedef struct {
 	size_t params, wc, dwc, act, save, mask;
 } sizes;
 
+/* Inference keeps only live activations: each layer's output takes the
+ * smallest free slot that holds it (or grows the largest free one, or opens
+ * a new one), and an input's slot is freed once its last consumer has run
+ * (after that consumer's output has its slot, so no layer writes over its
+ * own input). Outputs are never freed. Fills aoff (byte offsets) when given;
+ * returns the block's bytes, or 0 when out of host memory (aoff then
+ * untouched). */
+static size_t plan_slots(const mfr_arch *a, int N, size_t es, size_t *aoff)
+{
+	int nl = a->n_layers, nslots = 0;
+	int *last = malloc((size_t)nl * sizeof *last), *slot_of = malloc((size_t)nl * sizeof *slot_of);
+	int *busy = calloc((size_t)nl, sizeof *busy);
+	size_t *cap = calloc((size_t)nl, sizeof *cap), total = 0;
+	if (!last || !slot_of || !busy || !cap)
+		goto out;
+	for (int i = 0; i < nl; i++)
+		last[i] = -1;
+	for (int i = 0; i < nl; i++)
+		for (int k = 0; k < a->layers[i].n_in; k++)
+			last[a->layers[i].in[k]] = i;
+	for (int k = 0; k < a->n_outputs; k++)
+		last[a->outputs[k]] = nl;
+	for (int i = 0; i < nl; i++) {
+		size_t need = ALIGN(numel(&a->layers[i].shape) * (size_t)N * es);
+		int best = -1, big = -1;
+		for (int s = 0; s < nslots; s++)
+			if (!busy[s]) {
+				if (cap[s] >= need && (best < 0 || cap[s] < cap[best]))
+					best = s;
+				if (big < 0 || cap[s] > cap[big])
+					big = s;
+			}
+		if (best < 0)
+			best = big >= 0 ? big : nslots++;
+		if (cap[best] < need)
+			cap[best] = need;
+		busy[best] = 1;
+		slot_of[i] = best;
+		for (int k = 0; k < a->layers[i].n_in; k++)
+			if (last[a->layers[i].in[k]] == i)
+				busy[slot_of[a->layers[i].in[k]]] = 0;
+		if (last[i] < 0) /* nobody reads it */
+			busy[best] = 0;
+	}
+	size_t *base = cap; /* slot capacities become their offsets */
+	for (int s = 0; s < nslots; s++) {
+		size_t c = cap[s];
+		base[s] = total;
+		total += c;
+	}
+	if (aoff)
+		for (int i = 0; i < nl; i++)
+			aoff[i] = base[slot_of[i]];
+out:
+	free(last), free(slot_of), free(busy), free(cap);
+	return total;
+}
+
 static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *poff, size_t *woff, size_t *aoff,
 		  size_t *anum, size_t *soff, size_t *moff)
 {
@@ -80,6 +138,8 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *pof
 		if (training && L->op == MFR_OP_DROPOUT)
 			z.mask += ALIGN(num * (size_t)N);
 	}
+	if (!training)
+		z.act = plan_slots(a, N, es, aoff);
 	return z;
 }
 
@@ -128,6 +188,10 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	sizes z = plan(a, max_batch, training, n->es, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff);
 	n->ptotal = z.params;
 	n->act_bytes = z.act;
+	if (!z.act) {
+		mfr_fail(e, "out of memory");
+		goto fail;
+	}
 	if (!(n->params = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->wc = mfr_gpu_alloc(g, z.wc * n->es, e)) ||
 	    !(n->act = mfr_gpu_alloc(g, z.act, e)) || !(n->save = mfr_gpu_alloc(g, z.save * 4, e)))
 		goto fail;
@@ -347,7 +411,7 @@ int mfr_gnet_zero_grad(mfr_gnet *n, mfr_error *e)
 	return mfr_gpu_zero(n->g, n->grads, n->ptotal * 4, e);
 }
 
-int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e)
+int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, void *ctx, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
 	mfr_gpu *g = n->g;
@@ -444,7 +508,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_error *e)
 			break;
 		default: return mfr_fail(e, "layer '%s': op %d has no backward", L->name, (int)L->op);
 		}
-		if (mfr_gpu_check(g, L->name, e) < 0)
+		if (mfr_gpu_check(g, L->name, e) < 0 || (hook && hook(ctx, i, e) != 0))
 			return -1;
 	}
 	return 0;

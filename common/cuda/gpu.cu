@@ -42,6 +42,9 @@ static int open_handles(mfr_gpu *g, mfr_error *e)
 	g->cc = p.major * 10 + p.minor;
 	g->sms = p.multiProcessorCount;
 	MFR_CUDA_CHECK(e, cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
+	MFR_CUDA_CHECK(e, cudaStreamCreateWithFlags(&g->side, cudaStreamNonBlocking));
+	MFR_CUDA_CHECK(e, cudaEventCreateWithFlags(&g->ev_main, cudaEventDisableTiming));
+	MFR_CUDA_CHECK(e, cudaEventCreateWithFlags(&g->ev_side, cudaEventDisableTiming));
 	MFR_CUBLAS_CHECK(e, cublasCreate(&g->blas));
 	MFR_CUBLAS_CHECK(e, cublasSetStream(g->blas, g->stream));
 	MFR_CUDNN_CHECK(e, cudnnCreate(&g->dnn));
@@ -84,12 +87,20 @@ void mfr_gpu_close(mfr_gpu *g)
 	cudaSetDevice(g->dev);
 	if (g->stream)
 		cudaStreamSynchronize(g->stream);
+	if (g->side)
+		cudaStreamSynchronize(g->side);
 	if (g->scratch)
 		cudaFree(g->scratch);
 	if (g->dnn)
 		cudnnDestroy(g->dnn);
 	if (g->blas)
 		cublasDestroy(g->blas);
+	if (g->ev_main)
+		cudaEventDestroy(g->ev_main);
+	if (g->ev_side)
+		cudaEventDestroy(g->ev_side);
+	if (g->side)
+		cudaStreamDestroy(g->side);
 	if (g->stream)
 		cudaStreamDestroy(g->stream);
 	free(g);
@@ -154,6 +165,7 @@ void mfr_gpu_free(mfr_gpu *g, void *p)
 		return;
 	size_t hdr[2] = {0, 0};
 	cudaStreamSynchronize(g->stream);
+	cudaStreamSynchronize(g->side);
 	char *base = (char *)p - HDR;
 	if (cudaMemcpy(hdr, base, sizeof hdr, cudaMemcpyDeviceToHost) == cudaSuccess)
 		g->used -= hdr[0] <= g->used ? hdr[0] : g->used;
@@ -207,9 +219,23 @@ int mfr_gpu_zero(mfr_gpu *g, void *p, size_t bytes, mfr_error *e)
 	return 0;
 }
 
-int mfr_gpu_put_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e)
+int mfr_gpu_side_wait(mfr_gpu *g, mfr_error *e)
 {
-	MFR_CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
+	MFR_CUDA_CHECK(e, cudaEventRecord(g->ev_main, g->stream));
+	MFR_CUDA_CHECK(e, cudaStreamWaitEvent(g->side, g->ev_main, 0));
+	return 0;
+}
+
+int mfr_gpu_main_wait(mfr_gpu *g, mfr_error *e)
+{
+	MFR_CUDA_CHECK(e, cudaEventRecord(g->ev_side, g->side));
+	MFR_CUDA_CHECK(e, cudaStreamWaitEvent(g->stream, g->ev_side, 0));
+	return 0;
+}
+
+int mfr_gpu_put_side(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e)
+{
+	MFR_CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->side));
 	return 0;
 }
 
@@ -217,6 +243,7 @@ int mfr_gpu_sync(mfr_gpu *g, mfr_error *e)
 {
 	if (mfr_gpu_check(g, "launch", e) < 0)
 		return -1;
+	MFR_CUDA_CHECK(e, cudaStreamSynchronize(g->side));
 	MFR_CUDA_CHECK(e, cudaStreamSynchronize(g->stream));
 	return 0;
 }

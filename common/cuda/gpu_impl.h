@@ -26,6 +26,8 @@ struct mfr_gpu {
 	int dev, cc, sms;
 	char name[256];
 	cudaStream_t stream;
+	cudaStream_t side;      /* second queue: uploads, gradient all-reduce (gpu.h) */
+	cudaEvent_t ev_main, ev_side; /* the order between the two */
 	cublasHandle_t blas;
 	cudnnHandle_t dnn;
 	int tf32;

@@ -16,6 +16,7 @@
 #define SCALE_GROWTH 2000    /* clean steps before the scale doubles */
 #define MFR_GTRAIN_MAX_OUTPUTS 64 /* outputs of an architecture the step feeds (only the first gets a gradient) */
 #define SCRATCH_GUESS (256.0 * 1024 * 1024) /* cuDNN workspaces and layer scratch */
+#define BUCKET_BYTES ((size_t)25 << 20)      /* DDP's default gradient bucket */
 
 struct mfr_gtrain {
 	mfr_gtrain_config c;
@@ -28,7 +29,10 @@ struct mfr_gtrain {
 	mfr_gcomm *gc;
 	float *mom;          /* backbone momentum, the parameter block's layout */
 	size_t ptotal;
-	float *xf;           /* the batch as uploaded, NCHW fp32 */
+	void *xin;           /* the staged batch as uploaded: raw bytes (NHWC) or NCHW fp32 */
+	size_t xin_bytes;
+	int staged;          /* a batch is in xin and lab */
+	int32_t *lab;        /* host: the staged batch's labels */
 	void *x;             /* the batch in the net's type, NHWC */
 	float *emb, *F, *dF; /* this rank's embeddings, the global batch's and their gradient, fp32 */
 	void *dout;          /* this rank's rows of dF, scaled, in the net's type */
@@ -37,12 +41,15 @@ struct mfr_gtrain {
 	int *flag;           /* device: a gradient is not finite */
 	int nruns;           /* learned tensors as runs [run_off, +run_len) of the parameter block */
 	size_t *run_off, *run_len;
+	int nbk, bk_next;    /* gradient all-reduce buckets, in the order backward completes them */
+	size_t *bk_lo, *bk_hi; /* bucket b: [bk_lo, bk_hi) of the gradient block */
+	int *bk_layer;       /* ... complete once backward has passed this layer */
 	double scale;
 	int clean;
 	char desc[512];
 };
 
-double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k)
+double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k, int raw)
 {
 	size_t P = 0;
 	for (int i = 0; i < a->n_tensors; i++)
@@ -51,8 +58,53 @@ double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_
 	double x = (double)batch * in->c * in->h * in->w;
 	double G = (double)batch * k;
 	return (double)mfr_gnet_bytes(a, batch, 1, t) + (double)P * 4 /* momentum */ +
-	       (double)mfr_gpfc_bytes(classes, d, rate, (int)G, k) + x * (4 + mfr_dtype_size(t)) +
+	       (double)mfr_gpfc_bytes(classes, d, rate, (int)G, k) + x * ((raw ? 1 : 4) + mfr_dtype_size(t)) +
 	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + SCRATCH_GUESS;
+}
+
+/* Cuts the gradient block into buckets of about c.bucket_bytes at layer
+ * boundaries, from its end (what backward finishes first): the bucket of
+ * layers i..j is complete once backward has passed layer i. */
+static int make_buckets(mfr_gtrain *t, mfr_error *e)
+{
+	const mfr_arch *a = t->a;
+	size_t want = (t->c.bucket_bytes ? t->c.bucket_bytes : BUCKET_BYTES) / 4, hi = t->ptotal, off = 0;
+	size_t *first = malloc((size_t)a->n_layers * sizeof *first); /* each layer's first value in the block */
+	if (!first || !(t->bk_lo = malloc((size_t)a->n_layers * sizeof *t->bk_lo)) ||
+	    !(t->bk_hi = malloc((size_t)a->n_layers * sizeof *t->bk_hi)) ||
+	    !(t->bk_layer = malloc((size_t)a->n_layers * sizeof *t->bk_layer))) {
+		free(first);
+		return mfr_fail(e, "out of memory");
+	}
+	for (int i = 0; i < a->n_layers; i++) {
+		first[i] = off;
+		for (int k = 0; k < a->layers[i].n_tensors; k++)
+			off += (size_t)a->tensors[a->layers[i].first_tensor + k].count;
+	}
+	for (int i = a->n_layers - 1; i >= 1 && hi > 0; i--)
+		if (hi - first[i] >= want || i == 1) {
+			if (hi > first[i]) {
+				t->bk_lo[t->nbk] = i == 1 ? 0 : first[i];
+				t->bk_hi[t->nbk] = hi;
+				t->bk_layer[t->nbk++] = i;
+			}
+			hi = first[i];
+		}
+	free(first);
+	return 0;
+}
+
+/* mfr_gnet_hook: sends the buckets backward has just completed. */
+static int send_buckets(void *ctx, int layer, mfr_error *e)
+{
+	mfr_gtrain *t = ctx;
+	float *grads = mfr_gnet_grads(t->net);
+	for (; t->bk_next < t->nbk && t->bk_layer[t->bk_next] >= layer; t->bk_next++) {
+		size_t lo = t->bk_lo[t->bk_next];
+		if (mfr_gcomm_allreduce_side(t->gc, grads + lo, t->bk_hi[t->bk_next] - lo, MFR_F32, e) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr_arch *a, int d, mfr_error *e)
@@ -70,6 +122,10 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	t->G = c->batch * t->k;
 	t->a = a;
 	t->scale = c->dtype == MFR_F16 ? (c->loss_scale > 0 ? c->loss_scale : SCALE_START) : 1;
+	if (c->raw && a->layers[0].shape.c != 3) {
+		mfr_fail(e, "raw batches are RGB; the input has %d channels", a->layers[0].shape.c);
+		goto fail;
+	}
 	if (a->n_outputs > MFR_GTRAIN_MAX_OUTPUTS) {
 		mfr_fail(e, "%d outputs: the training step allows at most %d", a->n_outputs, MFR_GTRAIN_MAX_OUTPUTS);
 		goto fail;
@@ -77,7 +133,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	if (!(t->g = mfr_gpu_open(c->device, e)))
 		goto fail;
 	mfr_gpu_set_tf32(t->g, c->tf32);
-	double need = mfr_gtrain_bytes(a, d, c->batch, c->dtype, c->classes, c->sample_rate, t->k);
+	double need = mfr_gtrain_bytes(a, d, c->batch, c->dtype, c->classes, c->sample_rate, t->k, c->raw);
 	size_t free_b = 0, total_b = 0;
 	mfr_gpu_memory(t->g, &free_b, &total_b);
 	if (need > (double)free_b) {
@@ -93,7 +149,8 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	t->ptotal = mfr_gnet_param_total(t->net);
 	const mfr_shape *in = &a->layers[0].shape;
 	size_t xn = (size_t)c->batch * in->c * in->h * in->w, es = mfr_dtype_size(c->dtype);
-	if (!(t->mom = mfr_gpu_alloc(t->g, t->ptotal * 4, e)) || !(t->xf = mfr_gpu_alloc(t->g, xn * 4, e)) ||
+	t->xin_bytes = xn * (c->raw ? 1 : 4);
+	if (!(t->mom = mfr_gpu_alloc(t->g, t->ptotal * 4, e)) || !(t->xin = mfr_gpu_alloc(t->g, t->xin_bytes, e)) ||
 	    !(t->x = mfr_gpu_alloc(t->g, xn * es, e)) || !(t->emb = mfr_gpu_alloc(t->g, (size_t)c->batch * d * 4, e)) ||
 	    !(t->F = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
 	    !(t->dF = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
@@ -102,7 +159,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		goto fail;
 	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
 		goto fail;
-	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->run_off = malloc((size_t)a->n_tensors * sizeof(size_t))) ||
+	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) || !(t->run_off = malloc((size_t)a->n_tensors * sizeof(size_t))) ||
 	    !(t->run_len = malloc((size_t)a->n_tensors * sizeof(size_t)))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
@@ -121,9 +178,14 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		}
 		off += cnt;
 	}
-	snprintf(t->desc, sizeof t->desc, "GPU %d %s, backbone %s%s, classifier fp32, %s", c->device, mfr_gpu_name(t->g),
+	if (mfr_gcomm_overlaps(t->gc) && make_buckets(t, e) < 0)
+		goto fail;
+	char bk[96] = "";
+	if (t->nbk)
+		snprintf(bk, sizeof bk, ", gradients all-reduced in %d bucket%s during backward", t->nbk, t->nbk > 1 ? "s" : "");
+	snprintf(t->desc, sizeof t->desc, "GPU %d %s, backbone %s%s, classifier fp32, %s%s", c->device, mfr_gpu_name(t->g),
 		 mfr_dtype_name(c->dtype), c->dtype == MFR_F16 ? " with dynamic loss scaling" : c->tf32 ? " (TF32)" : "",
-		 mfr_gcomm_describe(t->gc));
+		 mfr_gcomm_describe(t->gc), bk);
 	return t;
 fail:
 	mfr_gtrain_free(t);
@@ -136,7 +198,7 @@ void mfr_gtrain_free(mfr_gtrain *t)
 		return;
 	if (t->g) {
 		mfr_gpu_free(t->g, t->mom);
-		mfr_gpu_free(t->g, t->xf);
+		mfr_gpu_free(t->g, t->xin);
 		mfr_gpu_free(t->g, t->x);
 		mfr_gpu_free(t->g, t->emb);
 		mfr_gpu_free(t->g, t->F);
@@ -150,13 +212,32 @@ void mfr_gtrain_free(mfr_gtrain *t)
 	mfr_gnet_free(t->net);
 	mfr_gpu_close(t->g);
 	free(t->L);
+	free(t->lab);
 	free(t->run_off);
 	free(t->run_len);
+	free(t->bk_lo);
+	free(t->bk_hi);
+	free(t->bk_layer);
 	free(t);
 }
 
-int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64_t fwd_seed, uint64_t pfc_seed,
-		    double lr, double *loss, double *acc, double *gnorm, int *skipped, mfr_error *e)
+int mfr_gtrain_stage(mfr_gtrain *t, const void *x, const int32_t *labels, mfr_error *e)
+{
+	memcpy(t->lab, labels, (size_t)t->c.batch * sizeof *t->lab);
+	if (mfr_gpu_put_side(t->g, t->xin, x, t->xin_bytes, e) < 0)
+		return -1;
+	t->staged = 1;
+	return 0;
+}
+
+int mfr_gtrain_sync(mfr_gtrain *t, mfr_error *e) { return mfr_gpu_sync(t->g, e); }
+
+void *mfr_gtrain_host_alloc(mfr_gtrain *t, size_t bytes, mfr_error *e) { return mfr_gpu_host_alloc(t->g, bytes, e); }
+
+void mfr_gtrain_host_free(mfr_gtrain *t, void *p) { mfr_gpu_host_free(t->g, p); }
+
+int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double lr, double *loss, double *acc,
+		    double *gnorm, int *skipped, mfr_error *e)
 {
 	const mfr_gtrain_config *c = &t->c;
 	mfr_gpu *g = t->g;
@@ -164,17 +245,24 @@ int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64
 	int B = c->batch, D = t->D, hw = in->h * in->w;
 	size_t bd = (size_t)B * D;
 	*skipped = 0;
-	/* the batch up, into the net's layout and type */
-	if (mfr_gpu_put(g, t->xf, x, (size_t)B * in->c * hw * 4, e) < 0)
+	if (!t->staged)
+		return mfr_fail(e, "no batch staged for this step");
+	t->staged = 0;
+	/* the staged batch, once uploaded, into the net's layout and type; the
+	 * next upload (side stream) waits until this has read it */
+	if (mfr_gpu_main_wait(g, e) < 0)
 		return -1;
-	mfr_to_nhwc_cuda(t->x, c->dtype, t->xf, MFR_F32, B, in->c, hw, 0, g);
-	if (mfr_gnet_forward(t->net, t->x, B, 1, fwd_seed, e) < 0)
+	if (c->raw)
+		mfr_input_cuda(t->x, c->dtype, t->xin, B, hw, c->input.mean, c->input.scale, c->input.bgr, g);
+	else
+		mfr_to_nhwc_cuda(t->x, c->dtype, t->xin, MFR_F32, B, in->c, hw, 0, g);
+	if (mfr_gpu_side_wait(g, e) < 0 || mfr_gnet_forward(t->net, t->x, B, 1, fwd_seed, e) < 0)
 		return -1;
 	/* embeddings as float32 to every rank; labels over the host */
 	mfr_convert_cuda(t->emb, MFR_F32, mfr_gnet_output(t->net, 0, NULL), c->dtype, bd, g);
 	if (mfr_gcomm_allgather(t->gc, t->emb, t->F, bd, MFR_F32, e) < 0)
 		return -1;
-	mfr_comm_allgather(t->comm, labels, t->L, (size_t)B, MFR_I32);
+	mfr_comm_allgather(t->comm, t->lab, t->L, (size_t)B, MFR_I32);
 	if (mfr_gpfc_sample(t->fc, t->L, t->G, pfc_seed, e) < 0 ||
 	    mfr_gpfc_forward_backward(t->fc, t->gc, t->F, t->L, t->G, &c->margin, loss, acc, t->dF, e) < 0)
 		return -1;
@@ -187,9 +275,15 @@ int mfr_gtrain_step(mfr_gtrain *t, const float *x, const int32_t *labels, uint64
 	mfr_convert_cuda(t->dout, c->dtype, mine, MFR_F32, bd, g);
 	const void *douts[MFR_GTRAIN_MAX_OUTPUTS] = {t->dout}; /* the first output is the embedding */
 	float *grads = mfr_gnet_grads(t->net), *params = mfr_gnet_params(t->net);
-	if (mfr_gnet_zero_grad(t->net, e) < 0 || mfr_gnet_backward(t->net, douts, e) < 0)
+	if (mfr_gnet_zero_grad(t->net, e) < 0)
 		return -1;
-	if (mfr_gcomm_allreduce(t->gc, grads, t->ptotal, MFR_F32, MFR_SUM, e) < 0)
+	if (t->nbk) { /* buckets on the side stream as backward completes them */
+		t->bk_next = 0;
+		if (mfr_gnet_backward(t->net, douts, send_buckets, t, e) < 0 || send_buckets(t, 0, e) < 0 ||
+		    mfr_gpu_main_wait(g, e) < 0)
+			return -1;
+	} else if (mfr_gnet_backward(t->net, douts, NULL, NULL, e) < 0 ||
+		   mfr_gcomm_allreduce(t->gc, grads, t->ptotal, MFR_F32, MFR_SUM, e) < 0)
 		return -1;
 	/* the norm (and, for fp16, overflow) in one pass; this waits for the step */
 	float ss;

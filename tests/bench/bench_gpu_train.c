@@ -2,9 +2,10 @@
  * (gtrain.h: backbone forward and backward in the chosen type, the fp32
  * classifier with Partial FC, SGD), on synthetic batches: the peer of
  * tests/gpu/torch_ref.py, which times PyTorch's step on the same network and
- * loss on the same GPU. Each step uploads its batch from host memory, as
- * mfr-train does (PyTorch's peer keeps its batches on the GPU: the upload is
- * counted against mfr).
+ * loss on the same GPU. Each step uploads its batch from host memory as
+ * mfr-train does: raw pixels from page-locked buffers (two, as the loader's
+ * ring), normalised on the GPU (PyTorch's peer keeps its batches on the GPU:
+ * the upload is counted against mfr).
  *
  *   bench_gpu_train [--arch A] [--batch N] [--classes C] [--rate R] [--dtype T]
  *                   [--steps S] [--warmup W] [--max-classes]
@@ -51,14 +52,15 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 	d = os->c * os->h * os->w;
 	mfr_gtrain_config c = {.device = 0, .dtype = o->t, .batch = o->batch, .classes = o->classes,
 			       .sample_rate = o->rate, .sparse_momentum = 1, .margin = {64, 1, 0, 0.4},
-			       .momentum = 0.9, .wd = 5e-4, .fc_wd = 5e-4};
+			       .momentum = 0.9, .wd = 5e-4, .fc_wd = 5e-4, .raw = 1};
+	mfr_input_spec_insightface(&c.input);
 	mfr_net *host = mfr_net_new(a, 1, 0, e);
 	mfr_gtrain *t = host ? mfr_gtrain_new(&c, comm, a, d, e) : NULL;
 	size_t xn = (size_t)o->batch * in->c * in->h * in->w;
-	float *x = malloc(xn * sizeof *x);
+	uint8_t *x[2] = {NULL, NULL};
 	int32_t *lab = malloc((size_t)o->batch * sizeof *lab);
-	if (!t || !x || !lab) {
-		if (t && (!x || !lab))
+	if (!t || !lab || !(x[0] = mfr_gtrain_host_alloc(t, xn, e)) || !(x[1] = mfr_gtrain_host_alloc(t, xn, e))) {
+		if (t && !lab)
 			mfr_fail(e, "out of memory");
 		goto out;
 	}
@@ -68,7 +70,7 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 	mfr_gtrain_init_classifier(t, 2);
 	mfr_rng r = {3};
 	for (size_t i = 0; i < xn; i++)
-		x[i] = (float)(mfr_rng_uniform(&r) * 2 - 1);
+		x[0][i] = x[1][i] = (uint8_t)mfr_rng_below(&r, 256);
 	double t0 = 0, gn, acc;
 	int skip;
 	for (int s = 0; s < o->warmup + o->steps; s++) {
@@ -76,19 +78,25 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 			t0 = mfr_now();
 		for (int i = 0; i < o->batch; i++)
 			lab[i] = (int32_t)mfr_rng_below(&r, (uint64_t)o->classes);
-		if (mfr_gtrain_step(t, x, lab, (uint64_t)s, (uint64_t)s, 0.1, loss, &acc, &gn, &skip, e) < 0)
+		if (mfr_gtrain_stage(t, x[s & 1], lab, e) < 0 ||
+		    mfr_gtrain_step(t, (uint64_t)s, (uint64_t)s, 0.1, loss, &acc, &gn, &skip, e) < 0)
 			goto out;
 	}
-	*ips = (double)o->steps * o->batch / (mfr_now() - t0); /* each step ends by reading the norm: synchronised */
+	if (mfr_gtrain_sync(t, e) < 0)
+		goto out;
+	*ips = (double)o->steps * o->batch / (mfr_now() - t0);
 	size_t now, pk;
 	mfr_gtrain_memory(t, &now, &pk);
 	*peak = (double)pk;
 	rc = 0;
 out:
+	if (t) {
+		mfr_gtrain_host_free(t, x[0]);
+		mfr_gtrain_host_free(t, x[1]);
+	}
 	mfr_gtrain_free(t);
 	mfr_net_free(host);
 	mfr_arch_free(a);
-	free(x);
 	free(lab);
 	return rc;
 }
@@ -154,12 +162,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		int64_t lo = 1000, hi = 1000;
-		while (mfr_gtrain_bytes(a, 512, o.batch, o.t, hi * 2, o.rate, 1) < (double)fr && hi < (int64_t)1 << 40)
+		while (mfr_gtrain_bytes(a, 512, o.batch, o.t, hi * 2, o.rate, 1, 1) < (double)fr && hi < (int64_t)1 << 40)
 			hi *= 2;
 		lo = hi, hi *= 2;
 		while (hi - lo > lo / 100) { /* to 1% */
 			int64_t mid = lo + (hi - lo) / 2;
-			if (mfr_gtrain_bytes(a, 512, o.batch, o.t, mid, o.rate, 1) < (double)fr)
+			if (mfr_gtrain_bytes(a, 512, o.batch, o.t, mid, o.rate, 1, 1) < (double)fr)
 				lo = mid;
 			else
 				hi = mid;

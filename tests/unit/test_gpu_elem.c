@@ -1,7 +1,8 @@
 /* test_gpu_elem.c — the element-wise and per-channel CUDA launchers
  * (common/cuda/elem.cu) against the CPU reference on the same inputs:
  * convert (bit patterns against gcheck_to_f16/gcheck_to_bf16), the NCHW <->
- * NHWC moves, fill, batch norm 2d/1d (training and inference, running
+ * NHWC moves, the input from raw pixels (against mfr_input_normalize), the
+ * order of the main and side streams, fill, batch norm 2d/1d (training and inference, running
  * statistics and saved mean/invstd), PReLU, ReLU, sigmoid, add, concat,
  * dropout (mask byte for byte equal to the reference's), L2 normalisation,
  * and the fp32 helpers SGD, sum of squares and scale (host loops).
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feed.h"           /* defines: mfr_input_normalize */
 #include "gpu_check.h"      /* defines: gcheck_*, check_done */
 #include "gpu_layers.h"     /* defines: mfr_*_cuda */
 #include "layers_elem.h"    /* defines: mfr_batchnorm_forward_ref, ... */
@@ -184,6 +186,68 @@ static void test_convert(mfr_gpu *g)
 	free(want);
 	free(back);
 	free(wantf);
+}
+
+/* ---- the input from raw pixels, and the side stream ---- */
+
+/* mfr_input_cuda on n random images of w x h against mfr_input_normalize
+ * (NCHW, moved to NHWC and rounded to t): exact, the same float operations. */
+static void test_input(mfr_gpu *g, mfr_dtype t, int n, int w, int h, int bgr)
+{
+	mfr_input_spec in;
+	mfr_input_spec_insightface(&in);
+	in.width = w, in.height = h, in.bgr = bgr;
+	if (bgr) { /* per-channel statistics, as an ImageNet-style model has */
+		const float mean[3] = {123.675f, 116.28f, 103.53f}, scale[3] = {1 / 58.395f, 1 / 57.12f, 1 / 57.375f};
+		memcpy(in.mean, mean, sizeof mean), memcpy(in.scale, scale, sizeof scale);
+	}
+	size_t cnt = (size_t)n * w * h * 3;
+	uint8_t *px = (uint8_t *)gcheck_xmalloc(cnt);
+	mfr_rng r = {next_seed++};
+	for (size_t i = 0; i < cnt; i++)
+		px[i] = (uint8_t)mfr_rng_below(&r, 256);
+	float *nchw = falloc(cnt), *want = falloc(cnt), *got = falloc(cnt);
+	mfr_input_normalize(px, (size_t)n, &in, nchw);
+	gcheck_nchw_to_nhwc(want, nchw, n, 3, w * h);
+	gcheck_round(want, cnt, t);
+	void *dpx = gcheck_alloc(g, cnt), *dy = gcheck_alloc(g, cnt * mfr_dtype_size(t));
+	put_raw(g, dpx, px, cnt);
+	mfr_input_cuda(dy, t, (const uint8_t *)dpx, n, w * h, in.mean, in.scale, bgr, g);
+	gcheck_get(g, got, dy, cnt, t);
+	gcheck_close(nm("input %s n=%d %dx%d bgr=%d", mfr_dtype_name(t), n, w, h, bgr), got, want, cnt, 0);
+	mfr_gpu_free(g, dpx);
+	mfr_gpu_free(g, dy);
+	free(px), free(nchw), free(want), free(got);
+}
+
+/* The two streams' order: the main stream fills a buffer, the side stream
+ * (after side_wait) uploads over its first part from page-locked memory,
+ * the main stream (after main_wait) copies the buffer: the copy shows the
+ * upload over the fill. Then the page-locked source is reused for a second
+ * round, after the main stream has been waited for. */
+static void test_side(mfr_gpu *g)
+{
+	enum { N = 1000, K = 600 };
+	mfr_error e = {{0}};
+	float *host = (float *)mfr_gpu_host_alloc(g, K * sizeof *host, &e), got[N], want[N];
+	if (!host)
+		gcheck_die("host alloc", &e);
+	float *a = (float *)gcheck_alloc(g, N * sizeof *a), *b = (float *)gcheck_alloc(g, N * sizeof *b);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < K; i++)
+			host[i] = (float)(i + 1000 * round);
+		mfr_fill_cuda(a, -1.0f - (float)round, N, g);
+		if (mfr_gpu_side_wait(g, &e) < 0 || mfr_gpu_put_side(g, a, host, K * sizeof *host, &e) < 0 ||
+		    mfr_gpu_main_wait(g, &e) < 0 || mfr_gpu_copy(g, b, a, N * sizeof *a, &e) < 0)
+			gcheck_die("side stream", &e);
+		gcheck_get(g, got, b, N, MFR_F32); /* waits for the main stream: the source is free again */
+		for (int i = 0; i < N; i++)
+			want[i] = i < K ? (float)(i + 1000 * round) : -1.0f - (float)round;
+		gcheck_close(nm("side stream upload, round %d", round), got, want, N, 0);
+	}
+	mfr_gpu_free(g, a);
+	mfr_gpu_free(g, b);
+	mfr_gpu_host_free(g, host);
 }
 
 /* ---- NCHW <-> NHWC ---- */
@@ -707,6 +771,11 @@ static void run_all(mfr_gpu *g)
 	test_layout(g, MFR_F32, MFR_F32, 3, 130, 33 * 33);
 	test_layout(g, MFR_F32, MFR_F16, 1, 3, 37 * 41);
 	test_layout(g, MFR_BF16, MFR_BF16, 5, 64, 7 * 7);
+	for (int k = 0; k < 3; k++) {
+		test_input(g, all_types[k], 3, 37, 41, 0);
+		test_input(g, all_types[k], 2, 112, 112, 1);
+	}
+	test_side(g);
 	test_fill(g);
 	test_sgd(g);
 	test_sumsq(g, 0);

@@ -96,7 +96,7 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 
 	mfr_net_zero_grad(cn);
 	CHECK(mfr_net_backward(cn, cdouts, &e) == 0);
-	if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, &e) < 0)
+	if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, NULL, NULL, &e) < 0)
 		gcheck_die("gnet backward", &e);
 	float *gg = gcheck_xmalloc(P * sizeof *gg);
 	if (mfr_gnet_get_grads(gn, gg, &e) < 0)

@@ -3,7 +3,9 @@
  * once; epochs differ; ranks take disjoint slices that make up the global
  * batch; threads, prefetch and rank count do not change what a step sees;
  * flips are per (epoch, sample) and about half; the pixel hook sees the
- * epoch; a damaged record is reported with file and offset. */
+ * epoch; raw output (bytes, in memory from the caller's allocator) is the
+ * same batches before normalisation; a damaged record is reported with file
+ * and offset. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,47 @@ static int sample_of(const float *x, int k, int *flipped)
 	return pixel(img, 0, 0) + 256 * pixel(img, 1, 0);
 }
 
+/* an allocator that counts, for the raw output */
+static int allocs, releases;
+static void *count_alloc(void *ctx, size_t bytes, mfr_error *e)
+{
+	(void)ctx, (void)e;
+	allocs++;
+	return malloc(bytes);
+}
+static void count_release(void *ctx, void *p)
+{
+	(void)ctx;
+	releases += p != NULL;
+	free(p);
+}
+
+/* Steps of a float loader and a raw one side by side: the raw batches,
+ * normalised, are the float batches bit for bit. */
+static int raw_matches(mfr_loader *fl, mfr_loader *rl, int batch, int steps)
+{
+	mfr_error e;
+	mfr_input_spec in;
+	mfr_input_spec_insightface(&in);
+	size_t n = (size_t)batch * 3 * W * W;
+	float *y = malloc(n * sizeof *y);
+	int same = 1;
+	for (int t = 0; t < steps; t++) {
+		void *x, *r;
+		int32_t *lab, *rlab;
+		uint64_t *ids, *rids;
+		if (mfr_loader_next(fl, &x, &lab, &ids, NULL, &e) < 0 || mfr_loader_next(rl, &r, &rlab, &rids, NULL, &e) < 0) {
+			fprintf(stderr, "next: %s\n", e.msg);
+			exit(1);
+		}
+		mfr_input_normalize(r, (size_t)batch, &in, y);
+		same &= !memcmp(x, y, n * sizeof *y) && !memcmp(lab, rlab, (size_t)batch * sizeof *lab) &&
+			!memcmp(ids, rids, (size_t)batch * sizeof *ids);
+	}
+	free(y);
+	return same;
+}
+
 /* calls of the pixel hook per epoch (its salt); workers run ahead of the
  * consumer, so the epoch after the last one read may have some too */
 static int hook_calls[8];
@@ -85,7 +128,7 @@ static void read_steps(mfr_loader *l, int batch, int steps, int *seq, int *fl)
 {
 	mfr_error e;
 	for (int t = 0; t < steps; t++) {
-		float *x;
+		void *x;
 		int32_t *lab;
 		uint64_t *ids;
 		if (mfr_loader_next(l, &x, &lab, &ids, NULL, &e) < 0) {
@@ -164,6 +207,24 @@ int main(void)
 		}
 	CHECK(same);
 
+	/* raw output from the caller's allocator: the same batches, unnormalised */
+	a = open_loader(path, 10, 0, 1, 2, 2);
+	const char *rpaths[1] = {path};
+	mfr_loader_config rc = {.paths = rpaths, .npaths = 1, .batch = 10, .ranks = 1, .seed = 5, .threads = 3,
+				.prefetch = 3, .flip = 1};
+	mfr_input_spec_insightface(&rc.input);
+	mfr_error re;
+	b = mfr_loader_open(&rc, &re);
+	mfr_loader_output ro = {.raw = 1, .alloc = count_alloc, .release = count_release};
+	CHECK(b != NULL);
+	mfr_loader_set_output(b, &ro);
+	CHECK(mfr_loader_start(b, 0, &re) == 0);
+	CHECK(raw_matches(a, b, 10, 25));
+	mfr_loader_close(a);
+	mfr_loader_close(b);
+	CHECK_EQ_INT(allocs, 4); /* prefetch + 1 batches */
+	CHECK_EQ_INT(releases, 4);
+
 	/* a damaged record: the error names the file and the byte */
 	FILE *f = fopen(path, "r+b");
 	fseek(f, 2000, SEEK_SET);
@@ -176,7 +237,7 @@ int main(void)
 	l = mfr_loader_open(&c, &e);
 	int failed = 0;
 	if (l && mfr_loader_start(l, 0, &e) == 0) {
-		float *x;
+		void *x;
 		int32_t *lab;
 		uint64_t *ids;
 		for (int t = 0; t < 2 && !failed; t++)
