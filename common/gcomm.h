@@ -30,7 +30,7 @@ typedef struct mfr_gcomm mfr_gcomm;
 mfr_gcomm *mfr_gcomm_new(mfr_comm *c, mfr_gpu *g, mfr_error *e);
 void mfr_gcomm_free(mfr_gcomm *gc);
 
-/* "NCCL 2.28.3, 4 ranks", "host staging over MPI (...), 4 ranks: <why>",
+/* "NCCL 2.28.3, 4 ranks", "host staging over MPI (...), 4 ranks (<why>)",
  * or "one rank". */
 const char *mfr_gcomm_describe(const mfr_gcomm *gc);
 

@@ -2,9 +2,11 @@
  * pfc.h's algorithm, function for function, with the shard's weights and
  * momentum, the batch's features and their gradient on the device.
  *
- * What stays on the host: the labels, and the sampling (pfc.c's own
- * mfr_pfc_choose, so a step picks exactly the classes the CPU picks; the
- * sorted list then goes up). What runs on the device, in float32 (the
+ * What stays on the host: the labels. The sampling runs on the device and
+ * picks exactly the classes pfc.c's mfr_pfc_choose picks (the positives and
+ * the classes with the smallest keys hash(step seed, class), found by a
+ * radix selection over the keys; ties in class order), so the CPU and the
+ * GPU train on the same columns. What runs on the device, in float32 (the
  * paper keeps the classifier, logits and softmax in fp32; TF32 only when
  * mfr_gpu_set_tf32 is on): gathering and normalising the sampled rows, the
  * cosines by mfr_gemm_cuda, the margin on the targets this rank owns, the
@@ -18,8 +20,9 @@
  * and their gradient (cap x d each), the logits (max_batch x cap), and per
  * batch row a few values. Nothing is n x C: at 10M classes x 512, rate 0.1
  * and a global batch of 512 one GPU holds 41 GB of weight and momentum plus
- * about 6 GB. The host keeps 17 bytes per class of the shard for the
- * sampling, which walks the whole shard each step (as pfc.c does).
+ * about 6 GB. The sampler adds a byte per class (the positives' flags);
+ * it hashes every class of the shard 10 times a step (8 histogram passes,
+ * count, write), on the device.
  *
  * Collectives (the classifier's max and sum all-reduces) go through gcomm.h:
  * NCCL on the stream, or staged through the host. Built only with CUDA. */
@@ -80,8 +83,9 @@ int mfr_gpfc_get(mfr_gpfc *p, float *w, float *mom, mfr_error *e);
  * the same choice as the CPU for the same step_seed. Returns the number of
  * rows sampled on this rank, or -1 with e filled. */
 int64_t mfr_gpfc_sample(mfr_gpfc *p, const int32_t *labels, int n, uint64_t step_seed, mfr_error *e);
-/* The sampled classes of the last sample call (host, ascending, local). */
-const int64_t *mfr_gpfc_sampled(const mfr_gpfc *p, int64_t *count);
+/* The sampled classes of the last sample call, copied to the host
+ * (ascending, local; valid until the next call), or NULL with e filled. */
+const int64_t *mfr_gpfc_sampled(mfr_gpfc *p, int64_t *count, mfr_error *e);
 
 /* As mfr_pfc_forward_backward, after a sample call with the same labels:
  * feat (device, n x d, the global batch, rank-major), labels (host);

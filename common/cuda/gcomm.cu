@@ -85,7 +85,7 @@ extern "C" mfr_gcomm *mfr_gcomm_new(mfr_comm *c, mfr_gpu *g, mfr_error *e)
 		gc->nccl = NULL;
 		snprintf(why, sizeof why, "NCCL failed: %.200s", rc < 0 ? ne.msg : "on another rank");
 	}
-	snprintf(gc->desc, sizeof gc->desc, "host staging over %.100s, %d ranks (%.230s)", mfr_comm_describe(c), gc->size, why);
+	snprintf(gc->desc, sizeof gc->desc, "host staging over %.100s (%.230s)", mfr_comm_describe(c), why);
 	return gc;
 }
 

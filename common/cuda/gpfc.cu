@@ -40,7 +40,22 @@
 
 /* The device buffers, each one mfr_gpu_alloc, in this order. */
 enum { B_W, B_MOM, B_COL, B_SAMPLED, B_WN, B_GRAD, B_WNORM, B_Z, B_FN, B_DFN, B_FNORM, B_TCOL, B_RED, B_SUM,
-       B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, NBUF };
+       B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, B_POS, B_LAB, B_SEL, B_OFF, NBUF };
+
+/* The sampler (see sample below): 256-way radix selection, tiles of
+ * SCAN_THREADS x SCAN_ITEMS classes for the compaction. */
+#define SEL_BINS 256
+#define SCAN_THREADS 512
+#define SCAN_ITEMS 8
+#define TILE ((int64_t)SCAN_THREADS * SCAN_ITEMS)
+static int64_t tiles_of(int64_t nl) { return nl > 0 ? (nl + TILE - 1) / TILE : 1; }
+
+/* The selection's state on the device. */
+typedef struct {
+	unsigned long long prefix; /* the high bits of the k-th key decided so far */
+	long long k;               /* its rank among the keys that share them */
+	unsigned hist[SEL_BINS];
+} sel_state;
 
 struct mfr_gpfc {
 	mfr_gpu *g;
@@ -58,6 +73,10 @@ struct mfr_gpfc {
 	float *fn, *dfn;    /* max_batch x d: normalised features; their gradient */
 	float *fnorm;       /* max_batch */
 	int32_t *tcol;      /* max_batch: target column on this rank, or -1 */
+	uint8_t *pos;       /* nl: 1 for the batch's classes during a sample, else 0 */
+	int64_t *lab;       /* 2 x max_batch: rows' local labels (-1: another rank's), then the positives */
+	sel_state *sel;
+	long long *off;     /* 2 x tiles: per tile the sampled and tied classes before it */
 	float *red;         /* 2 x max_batch: [0, n) row max of logits, [n, 2n) of cosines */
 	float *sum;         /* max_batch: row sums of the exponentials */
 	double *tlog;       /* max_batch: the target's logit s * margin(cos) */
@@ -65,11 +84,9 @@ struct mfr_gpfc {
 	double *rowl;       /* 2 x max_batch: [0, n) row loss, [n, 2n) row hit */
 	double *tot;        /* 2: loss and hits summed over rows */
 	/* host */
-	int64_t *hsampled;  /* nl */
 	int64_t nsamp;
-	uint8_t *pos;       /* nl: mfr_pfc_choose's scratch, all zero between calls */
-	uint64_t *keys;     /* nl */
-	int32_t *htcol;     /* max_batch */
+	int64_t *hlab;      /* 2 x max_batch: what goes to lab */
+	int64_t *hsampled;  /* cap, for mfr_gpfc_sampled (allocated by it) */
 };
 
 /* The most columns a step samples on a shard of nl classes, as pfc.c:
@@ -99,6 +116,10 @@ static void layout(int64_t nl, int64_t cap, int d, int B, size_t bytes[NBUF])
 	bytes[B_TDT] = bytes[B_TCOS] = R * sizeof(float);
 	bytes[B_ROWL] = 2 * R * sizeof(double);
 	bytes[B_TOT] = 2 * sizeof(double);
+	bytes[B_POS] = L;
+	bytes[B_LAB] = 2 * R * sizeof(int64_t);
+	bytes[B_SEL] = sizeof(sel_state);
+	bytes[B_OFF] = 2 * (size_t)tiles_of(nl) * sizeof(long long);
 }
 
 /* ---- kernels ---- */
@@ -130,6 +151,206 @@ __global__ static void fill_i32_k(int32_t *p, int32_t v, size_t n)
 {
 	MFR_FOR(i, n)
 		p[i] = v;
+}
+
+/* ---- the Partial FC sampler (mfr_pfc_choose on the device) ----
+ *
+ * mfr_pfc_choose keeps the batch's classes (positives) and, of the others,
+ * the `need` whose keys hash2(seed, class) are smallest, ties taken in
+ * class order; the result ascending. Here: the positives are flagged in
+ * pos; the (need-1)-th smallest key of the rest is found digit by digit
+ * from the top (8 passes of a 256-bin histogram over the keys that share
+ * the digits found so far: hist_k, then pick_k in one thread); then every
+ * tile counts its kept and tied classes (count_k), one thread turns the
+ * counts into offsets (offsets_k), and each tile writes its kept classes in
+ * order (write_k). Keys are recomputed in each pass rather than stored. */
+
+/* pos[lab[i]] = v for the m positives lab[0, m). */
+__global__ static void mark_k(uint8_t *pos, const int64_t *lab, int m, uint8_t v)
+{
+	MFR_FOR(i, (size_t)m)
+		pos[lab[i]] = v;
+}
+
+__global__ static void sel_init_k(sel_state *st, long long k)
+{
+	st->prefix = 0;
+	st->k = k;
+	for (int b = threadIdx.x; b < SEL_BINS; b += blockDim.x)
+		st->hist[b] = 0;
+}
+
+/* Counts, by their digit at shift, the keys of unflagged classes whose
+ * digits above shift are st->prefix's. */
+__global__ static void hist_k(sel_state *st, const uint8_t *pos, int64_t nl, int64_t c0, uint64_t seed, int shift)
+{
+	__shared__ unsigned h[SEL_BINS];
+	for (int b = threadIdx.x; b < SEL_BINS; b += blockDim.x)
+		h[b] = 0;
+	__syncthreads();
+	unsigned long long hi = shift == 56 ? 0 : ~0ull << (shift + 8), prefix = st->prefix;
+	MFR_FOR(j, (size_t)nl)
+		if (!pos[j]) {
+			uint64_t key = hash2_dev(seed, (uint64_t)(c0 + (int64_t)j));
+			if ((key & hi) == prefix)
+				atomicAdd(&h[(key >> shift) & (SEL_BINS - 1)], 1u);
+		}
+	__syncthreads();
+	for (int b = threadIdx.x; b < SEL_BINS; b += blockDim.x)
+		if (h[b])
+			atomicAdd(&st->hist[b], h[b]);
+}
+
+/* The digit at shift of the k-th key: the bin where the running count
+ * passes k; k becomes the rank within that bin. Clears the histogram. */
+__global__ static void pick_k(sel_state *st, int shift)
+{
+	if (threadIdx.x == 0) {
+		long long k = st->k, before = 0;
+		for (int b = 0; b < SEL_BINS; b++) {
+			if (k < before + (long long)st->hist[b]) {
+				st->prefix |= (unsigned long long)b << shift;
+				st->k = k - before;
+				break;
+			}
+			before += st->hist[b];
+		}
+	}
+	__syncthreads();
+	for (int b = threadIdx.x; b < SEL_BINS; b += blockDim.x)
+		st->hist[b] = 0;
+}
+
+/* Exclusive prefix sum of v over the block (SCAN_THREADS threads); *total
+ * gets the block's sum. sh: 32 long longs of shared memory. */
+__device__ static long long block_scan(long long v, long long *sh, long long *total)
+{
+	int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+	long long x = v;
+	for (int o = 1; o < 32; o <<= 1) {
+		long long y = __shfl_up_sync(0xffffffffu, x, o);
+		if (lane >= o)
+			x += y;
+	}
+	__syncthreads(); /* sh may still be read by a previous call */
+	if (lane == 31)
+		sh[w] = x;
+	__syncthreads();
+	if (w == 0) {
+		long long t = lane < nw ? sh[lane] : 0;
+		for (int o = 1; o < 32; o <<= 1) {
+			long long y = __shfl_up_sync(0xffffffffu, t, o);
+			if (lane >= o)
+				t += y;
+		}
+		sh[lane] = t;
+	}
+	__syncthreads();
+	*total = sh[nw - 1];
+	return x - v + (w > 0 ? sh[w - 1] : 0);
+}
+
+/* Class j's fate: 2 kept outright (a positive, or a key below the k-th),
+ * 1 tied with the k-th key (kept in class order while ties are wanted), 0
+ * dropped. kth = ~0 with all = 1: every class kept. */
+__device__ static inline int fate(const uint8_t *pos, int64_t j, int64_t c0, uint64_t seed, unsigned long long kth)
+{
+	if (pos[j])
+		return 2;
+	uint64_t key = hash2_dev(seed, (uint64_t)(c0 + j));
+	return key < kth ? 2 : key == kth ? 1 : 0;
+}
+
+/* Per tile: off[2t] = classes kept outright, off[2t+1] = ties. */
+__global__ static void count_k(long long *off, const uint8_t *pos, int64_t nl, int64_t c0, uint64_t seed,
+			       const sel_state *st)
+{
+	__shared__ long long sh[32];
+	unsigned long long kth = st->prefix;
+	int64_t j0 = (int64_t)blockIdx.x * TILE + (int64_t)threadIdx.x * SCAN_ITEMS;
+	long long kept = 0, tied = 0, total;
+	for (int q = 0; q < SCAN_ITEMS; q++)
+		if (j0 + q < nl) {
+			int f = fate(pos, j0 + q, c0, seed, kth);
+			kept += f == 2;
+			tied += f == 1;
+		}
+	block_scan(kept, sh, &total);
+	if (threadIdx.x == 0)
+		off[2 * blockIdx.x] = total;
+	block_scan(tied, sh, &total);
+	if (threadIdx.x == 0)
+		off[2 * blockIdx.x + 1] = total;
+}
+
+/* The counts of every tile to offsets: off[2t] = classes written before
+ * tile t, off[2t+1] = ties before it. One thread: a few thousand tiles. */
+__global__ static void offsets_k(long long *off, int64_t tiles)
+{
+	if (threadIdx.x || blockIdx.x)
+		return;
+	long long kept = 0, tied = 0;
+	for (int64_t t = 0; t < tiles; t++) {
+		long long k = off[2 * t], q = off[2 * t + 1];
+		off[2 * t] = kept;
+		off[2 * t + 1] = tied;
+		kept += k;
+		tied += q;
+	}
+}
+
+/* Writes each tile's kept classes, ascending: the outright ones and the
+ * first `take` ties of the whole shard. off[2t] then counts only the
+ * outright ones before the tile: the ties kept before it are added here. */
+__global__ static void write_k(int64_t *sampled, const long long *off, const uint8_t *pos, int64_t nl, int64_t c0,
+			       uint64_t seed, const sel_state *st)
+{
+	__shared__ long long sh[32];
+	unsigned long long kth = st->prefix;
+	long long take = st->k + 1, total;
+	int64_t j0 = (int64_t)blockIdx.x * TILE + (int64_t)threadIdx.x * SCAN_ITEMS;
+	int f[SCAN_ITEMS];
+	long long tied = 0;
+	for (int q = 0; q < SCAN_ITEMS; q++) {
+		f[q] = j0 + q < nl ? fate(pos, j0 + q, c0, seed, kth) : 0;
+		tied += f[q] == 1;
+	}
+	long long t0 = off[2 * blockIdx.x + 1], tie = t0 + block_scan(tied, sh, &total);
+	long long kept = 0;
+	for (int q = 0; q < SCAN_ITEMS; q++) {
+		if (f[q] == 1)
+			f[q] = tie++ < take ? 2 : 0;
+		kept += f[q] == 2;
+	}
+	long long ties_before = t0 < take ? t0 : take; /* ties kept in earlier tiles */
+	long long at = off[2 * blockIdx.x] + ties_before + block_scan(kept, sh, &total);
+	for (int q = 0; q < SCAN_ITEMS; q++)
+		if (f[q] == 2)
+			sampled[at++] = j0 + q;
+}
+
+/* sampled[j] = j: every class of the shard. */
+__global__ static void iota_k(int64_t *sampled, size_t n)
+{
+	MFR_FOR(j, n)
+		sampled[j] = (int64_t)j;
+}
+
+/* tcol[i] = the column of row i's local label lab[i] among the S sampled
+ * classes (ascending), or -1 (another rank's class, or not sampled). */
+__global__ static void tcol_k(int32_t *tcol, const int64_t *lab, int n, const int64_t *sampled, int64_t S)
+{
+	MFR_FOR(i, (size_t)n) {
+		int64_t l = lab[i], lo = 0, hi = S;
+		while (lo < hi) {
+			int64_t mid = lo + (hi - lo) / 2;
+			if (sampled[mid] < l)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		tcol[i] = l >= 0 && lo < S && sampled[lo] == l ? (int32_t)lo : -1;
+	}
 }
 
 /* Sum of v over the block in double (blockDim.x a multiple of 32); as
@@ -426,10 +647,8 @@ void mfr_gpfc_free(mfr_gpfc *p)
 		return;
 	for (int i = 0; i < NBUF; i++)
 		mfr_gpu_free(p->g, p->buf[i]);
+	free(p->hlab);
 	free(p->hsampled);
-	free(p->pos);
-	free(p->keys);
-	free(p->htcol);
 	free(p);
 }
 
@@ -481,21 +700,19 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	p->tcos = (float *)p->buf[B_TCOS];
 	p->rowl = (double *)p->buf[B_ROWL];
 	p->tot = (double *)p->buf[B_TOT];
-	{
-		size_t nl = (size_t)p->nl, B = (size_t)max_batch;
-		p->hsampled = (int64_t *)malloc((nl ? nl : 1) * sizeof *p->hsampled);
-		p->pos = (uint8_t *)calloc(nl ? nl : 1, 1);
-		p->keys = (uint64_t *)malloc((nl ? nl : 1) * sizeof *p->keys);
-		p->htcol = (int32_t *)malloc(B * sizeof *p->htcol);
-		if (!p->hsampled || !p->pos || !p->keys || !p->htcol) {
-			mfr_fail(e, "out of memory (host side of the classifier, %lld classes)", (long long)p->nl);
-			goto fail;
-		}
+	p->pos = (uint8_t *)p->buf[B_POS];
+	p->lab = (int64_t *)p->buf[B_LAB];
+	p->sel = (sel_state *)p->buf[B_SEL];
+	p->off = (long long *)p->buf[B_OFF];
+	if (!(p->hlab = (int64_t *)malloc(2 * (size_t)max_batch * sizeof *p->hlab))) {
+		mfr_fail(e, "out of memory");
+		goto fail;
 	}
 	/* zero weight and momentum (as pfc.c's calloc) and the gradient (a step
-	 * before any forward_backward moves nothing but decay), col all -1 */
+	 * before any forward_backward moves nothing but decay), no positives
+	 * flagged, col all -1 */
 	if (mfr_gpu_zero(g, p->w, bytes[B_W], e) < 0 || mfr_gpu_zero(g, p->mom, bytes[B_MOM], e) < 0 ||
-	    mfr_gpu_zero(g, p->grad, bytes[B_GRAD], e) < 0)
+	    mfr_gpu_zero(g, p->grad, bytes[B_GRAD], e) < 0 || mfr_gpu_zero(g, p->pos, bytes[B_POS], e) < 0)
 		goto fail;
 	fill_i32_k<<<mfr_grid(g, (size_t)p->nl, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(p->col, -1, (size_t)p->nl);
 	mfr_gpu_launched(g, "gpfc fill");
@@ -517,8 +734,14 @@ void mfr_gpfc_range(const mfr_gpfc *p, int64_t *c0, int64_t *c1)
 	*c1 = p->c1;
 }
 
-const int64_t *mfr_gpfc_sampled(const mfr_gpfc *p, int64_t *count)
+const int64_t *mfr_gpfc_sampled(mfr_gpfc *p, int64_t *count, mfr_error *e)
 {
+	if (!p->hsampled && !(p->hsampled = (int64_t *)malloc((p->cap ? p->cap : 1) * sizeof *p->hsampled))) {
+		mfr_fail(e, "out of memory");
+		return NULL;
+	}
+	if (mfr_gpu_get(p->g, p->hsampled, p->sampled, (size_t)p->nsamp * sizeof *p->hsampled, e) < 0)
+		return NULL;
 	*count = p->nsamp;
 	return p->hsampled;
 }
@@ -554,35 +777,75 @@ int mfr_gpfc_get(mfr_gpfc *p, float *w, float *mom, mfr_error *e)
 	return 0;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
 int64_t mfr_gpfc_sample(mfr_gpfc *p, const int32_t *labels, int n, uint64_t step_seed, mfr_error *e)
 {
 	if (n < 1 || n > p->max_batch)
 		return mfr_fail(e, "classifier: batch of %d rows, built for 1..%d", n, p->max_batch);
+	for (int i = 0; i < n; i++)
+		if (labels[i] < 0 || labels[i] >= p->classes)
+			return mfr_fail(e, "label %d of row %d outside the %lld classes", labels[i], i, (long long)p->classes);
+	mfr_gpu *g = p->g;
+	cudaStream_t st = g->stream;
 	p->nsamp = 0;
-	int64_t count = mfr_pfc_choose(p->classes, p->c0, p->nl, p->rate, labels, n, step_seed, p->pos, p->keys,
-				       p->hsampled, e);
-	if (count < 0)
+	/* the rows' local labels, then the distinct positives, ascending */
+	int64_t *rl = p->hlab, *ps = p->hlab + n;
+	int npos = 0;
+	for (int i = 0; i < n; i++) {
+		int64_t l = (int64_t)labels[i] - p->c0;
+		rl[i] = l >= 0 && l < p->nl ? l : -1;
+		if (rl[i] >= 0)
+			ps[npos++] = l;
+	}
+	qsort(ps, (size_t)npos, sizeof *ps, cmp_i64);
+	int m = 0;
+	for (int i = 0; i < npos; i++)
+		if (m == 0 || ps[i] != ps[m - 1])
+			ps[m++] = ps[i];
+	npos = m;
+	if (mfr_gpu_put(g, p->lab, p->hlab, (size_t)(n + npos) * sizeof *p->hlab, e) < 0)
 		return -1;
+	int64_t quota = p->rate >= 1 ? p->nl : (int64_t)ceil(p->rate * (double)p->nl);
+	int64_t need = quota > npos ? quota - npos : 0, rest = p->nl - npos, count;
+	if (need >= rest) { /* every class */
+		count = p->nl;
+		iota_k<<<mfr_grid(g, (size_t)count, MFR_THREADS), MFR_THREADS, 0, st>>>(p->sampled, (size_t)count);
+	} else if (need == 0) { /* the positives alone */
+		count = npos;
+		if (mfr_gpu_copy(g, p->sampled, p->lab + n, (size_t)npos * sizeof *p->sampled, e) < 0)
+			return -1;
+	} else { /* the positives and the need smallest other keys */
+		count = npos + need;
+		int64_t tiles = tiles_of(p->nl);
+		if (npos)
+			mark_k<<<mfr_grid(g, (size_t)npos, MFR_THREADS), MFR_THREADS, 0, st>>>(p->pos, p->lab + n, npos, 1);
+		sel_init_k<<<1, SEL_BINS, 0, st>>>(p->sel, (long long)(need - 1));
+		for (int shift = 56; shift >= 0; shift -= 8) {
+			hist_k<<<mfr_grid(g, (size_t)p->nl, MFR_THREADS), MFR_THREADS, 0, st>>>(p->sel, p->pos, p->nl, p->c0,
+												 step_seed, shift);
+			pick_k<<<1, SEL_BINS, 0, st>>>(p->sel, shift);
+		}
+		count_k<<<(unsigned)tiles, SCAN_THREADS, 0, st>>>(p->off, p->pos, p->nl, p->c0, step_seed, p->sel);
+		offsets_k<<<1, 32, 0, st>>>(p->off, tiles);
+		write_k<<<(unsigned)tiles, SCAN_THREADS, 0, st>>>(p->sampled, p->off, p->pos, p->nl, p->c0, step_seed,
+								 p->sel);
+		if (npos)
+			mark_k<<<mfr_grid(g, (size_t)npos, MFR_THREADS), MFR_THREADS, 0, st>>>(p->pos, p->lab + n, npos, 0);
+	}
 	if (count > p->cap) /* cannot happen: cap bounds quota + positives */
 		return mfr_fail(e, "classifier: %lld columns sampled, room for %lld", (long long)count, (long long)p->cap);
-	if (count > 0 && mfr_gpu_put(p->g, p->sampled, p->hsampled, (size_t)count * sizeof(int64_t), e) < 0)
+	if (count > 0)
+		tcol_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->tcol, p->lab, n, p->sampled, count);
+	mfr_gpu_launched(g, "gpfc sample");
+	if (mfr_gpu_check(g, "gpfc sample", e) < 0)
 		return -1;
 	p->nsamp = count;
 	return count;
-}
-
-/* Column of local class l in the sorted sampled list, or -1. */
-static int32_t column_of(const int64_t *s, int64_t count, int64_t l)
-{
-	int64_t lo = 0, hi = count;
-	while (lo < hi) {
-		int64_t mid = lo + (hi - lo) / 2;
-		if (s[mid] < l)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < count && s[lo] == l ? (int32_t)lo : -1;
 }
 
 /* Blocks for a row-wise kernel over rows rows. */
@@ -600,13 +863,9 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 	size_t Sz = (size_t)S;
 	float s = (float)m->s;
 
-	/* the target columns this rank holds, found on the host */
-	for (int i = 0; i < n; i++) {
-		int64_t l = (int64_t)labels[i] - p->c0;
-		p->htcol[i] = l >= 0 && l < p->nl ? column_of(p->hsampled, S, l) : -1;
-	}
-	if (mfr_gpu_put(g, p->tcol, p->htcol, (size_t)n * sizeof(int32_t), e) < 0)
-		return -1;
+	(void)labels; /* sample found each row's target column (tcol) */
+	if (S == 0)
+		fill_i32_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->tcol, -1, (size_t)n);
 
 	/* normalised features and sampled rows; cosines */
 	norm_rows_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->fn, p->fnorm, feat, NULL, (size_t)n, d);

@@ -3,12 +3,15 @@
  * headers (cuda_runtime.h, cuda_fp16.h, cuda_bf16.h, cublas_v2.h, cudnn.h,
  * nccl.h) provide comes from here or from the library headers next to it.
  *
- * Model: a launch runs synchronously on the calling thread. Blocks run one
- * after another; the threads of a block are cooperative fibers, switched
- * only at __syncthreads, the warp intrinsics (__shfl*_sync, __syncwarp,
- * votes) and thread exit. threadIdx & co. are set by the scheduler before
- * it resumes a fiber. kernel<<<...>>>(...) and __shared__ are rewritten by
- * rewrite.py before g++ sees the file. */
+ * Model: a launch runs on the calling thread when it is made, after the
+ * deferred work queued on its stream (lazy streams: copies from page-locked
+ * or device memory, memsets and NCCL collectives wait in a per-stream queue
+ * until a synchronisation or later work on their stream needs them). Blocks
+ * run one after another; the threads of a block are cooperative fibers,
+ * switched only at __syncthreads, the warp intrinsics (__shfl*_sync,
+ * __syncwarp, votes) and thread exit. threadIdx & co. are set by the
+ * scheduler before it resumes a fiber. kernel<<<...>>>(...) and __shared__
+ * are rewritten by rewrite.py before g++ sees the file. */
 #ifndef CUDA_EMU_H
 #define CUDA_EMU_H
 
@@ -21,6 +24,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -605,6 +609,22 @@ void emu_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fatal emulation error: message, the current kernel context, stack, abort. */
 [[noreturn]] void emu_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int emu_stream_ok(cudaStream_t s);
+/* Lazy streams (EMU_LAZY=0: off). emu_defer queues fn on stream s (valid,
+ * per emu_stream_ok) as a deferred operation: it runs later, when s is
+ * synchronised, an event recorded after it is waited for, later work on s
+ * runs, or the device is synchronised; with device memory open for host
+ * access. A result other than cudaSuccess is an asynchronous error: noted,
+ * made the last error, and returned by the next synchronising call. what
+ * names the operation in reports. key: NULL, or an ordering key (an NCCL
+ * communicator): operations of one key run in the order they were queued,
+ * whatever their streams. With lazy streams off, fn runs now. */
+void emu_defer(cudaStream_t s, const char *what, const void *key, std::function<cudaError_t()> fn);
+/* Before an operation on stream s that runs at once (a launch, a cuBLAS or
+ * cuDNN call): runs everything deferred on s, and what that waits for. A
+ * stream that was destroyed or never created is a fatal error. */
+void emu_stream_flush(cudaStream_t s);
+/* Runs every deferred operation queued with key (and what each waits for). */
+void emu_defer_flush_key(const void *key);
 /* The scheduling order from now on ("fwd", "rev", "rand[:seed]"; EMU_SCHED
  * sets the initial one), and its name: for the self-test. */
 void emu_set_sched(const char *spec);

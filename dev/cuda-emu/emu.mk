@@ -4,6 +4,10 @@
 #   build/emu/src/common/cuda/*.cu.cc, *.h   common/cuda/* through rewrite.py
 #   build/emu/obj/...                       objects (.cu with g++, .c with gcc)
 # A .cu whose compile fails leaves no object (and a .log beside it).
+# With MPI (the Makefile's probe found mpicc), emu_nccl.cpp and the
+# self-test are built with it: NCCL communicators of several ranks run
+# their collectives over MPI, and the self-test joins an MPI world when
+# mpirun started it.
 include Makefile
 
 E := build/emu
@@ -17,6 +21,8 @@ E_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes -W
 E_CXXFLAGS := -std=c++17 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter $(EMU_OPT) $(EMU_SAN) -DMFR_HAVE_CUDA \
 	-MMD -MP
 E_LIBS := $(JPEG_LIBS) $(PNG_LIBS) $(DNNL_LIBS) $(MPI_LIBS) -lm -lpthread
+# mpi.h in C++ without OpenMPI's or MPICH's C++ bindings
+EMU_MPI := $(if $(filter 1,$(HAVE_MPI)),$(MPI_CFLAGS) -DEMU_HAVE_MPI -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX)
 
 EMU_RT := $(patsubst $(ED)/%.cpp,$(E)/emu/%.o,$(wildcard $(ED)/*.cpp))
 CU_SRC := $(wildcard common/cuda/*.cu)
@@ -53,6 +59,8 @@ $(E)/emu/%.o: $(ED)/%.cpp $(wildcard $(ED)/*.h)
 $(E)/emu/emu_runtime.o: $(ED)/emu_runtime.cpp $(wildcard $(ED)/*.h)
 	$(call compile,$(CXX) $(filter-out $(EMU_SAN) $(EMU_OPT),$(E_CXXFLAGS)) -O2 -g \
 		$(if $(findstring address,$(EMU_SAN)),-DEMU_ASAN=1) -I$(ED) -c $< -o $@,CXX $<,$<)
+
+$(E)/emu/emu_nccl.o $(E)/obj/$(ED)/selftest/selftest.cu.o: E_CXXFLAGS += $(EMU_MPI)
 
 # rewritten sources: the .cu and the headers next to it (a __shared__ or a
 # launch in gpu_impl.h is rewritten too)

@@ -4,7 +4,8 @@
  * TF32 allowed (CUBLAS_COMPUTE_32F_FAST_TF32, or COMPUTE_32F under
  * CUBLAS_TF32_TENSOR_OP_MATH) fp32 inputs are rounded to TF32 first, as the
  * tensor cores do. Arguments are validated as cuBLAS does (leading
- * dimensions, types), and operand ranges must lie in device memory. */
+ * dimensions, types), and operand ranges must lie in device memory. A GEMM
+ * runs when called, after the work deferred on the handle's stream. */
 #include "cublas_v2.h"
 
 #include <stdio.h>
@@ -239,6 +240,7 @@ static cublasStatus_t gemm(const char *fn, cublasHandle_t h, cublasOperation_t t
 	}
 	if (m == 0 || n == 0 || batch == 0)
 		return CUBLAS_STATUS_SUCCESS;
+	emu_stream_flush(h->stream); /* runs in order on the handle's stream */
 	emu_device_open(C);
 	float al, be;
 	if (h->pmode == CUBLAS_POINTER_MODE_DEVICE) {

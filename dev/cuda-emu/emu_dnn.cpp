@@ -12,7 +12,8 @@
  * other data is caught); fp32 data under DEFAULT or TENSOR_OP math is
  * rounded to TF32 first (what cuDNN may do on sm_80+), under
  * ALLOW_CONVERSION to fp16; FMA math is exact float. Operands must lie in
- * device memory; an output overlapping an input is an error. */
+ * device memory; an output overlapping an input is an error. A call runs
+ * when made, after the work deferred on the handle's stream. */
 #include "cudnn.h"
 
 #include <stdio.h>
@@ -718,6 +719,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, const 
 {
 	const char *fn = "cudnnConvolutionForward";
 	GEO_OR_RETURN(g, xd, wd, cd, yd, fn);
+	emu_stream_flush(h->stream);
 	emu_device_open(y);
 	cudnnStatus_t s = call_checks(h, FWD, &g, algo, ws, ws_bytes, alpha, beta, x, w, y, fn);
 	if (s != CUDNN_STATUS_SUCCESS) {
@@ -768,6 +770,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
 {
 	const char *fn = "cudnnConvolutionBackwardData";
 	GEO_OR_RETURN(g, dxd, wd, cd, dyd, fn);
+	emu_stream_flush(h->stream);
 	emu_device_open(dx);
 	cudnnStatus_t s = call_checks(h, BWD_DATA, &g, algo, ws, ws_bytes, alpha, beta, dx, w, dy, fn);
 	if (s != CUDNN_STATUS_SUCCESS) {
@@ -820,6 +823,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 {
 	const char *fn = "cudnnConvolutionBackwardFilter";
 	GEO_OR_RETURN(g, xd, dwd, cd, dyd, fn);
+	emu_stream_flush(h->stream);
 	emu_device_open(dw);
 	cudnnStatus_t s = call_checks(h, BWD_FILTER, &g, algo, ws, ws_bytes, alpha, beta, x, dw, dy, fn);
 	if (s != CUDNN_STATUS_SUCCESS) {
@@ -873,6 +877,7 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, c
 		emu_note("%s: the bias descriptor must be 1 x %d x 1 x 1 of the same type", fn, dyd->c);
 		return CUDNN_STATUS_BAD_PARAM;
 	}
+	emu_stream_flush(h->stream);
 	emu_device_open(db);
 	if (!emu_check_device_range(dy, tbytes(dyd), fn) || !emu_check_device_range(db, tbytes(dbd), fn))
 		emu_fatal("%s: an operand is not (all) device memory", fn);
@@ -906,6 +911,7 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t h, const void *alpha, const cudnnTens
 			 ad->w, cd->n, cd->c, cd->h, cd->w);
 		return CUDNN_STATUS_BAD_PARAM;
 	}
+	emu_stream_flush(h->stream);
 	emu_device_open(c);
 	if (!emu_check_device_range(a, tbytes(ad), fn) || !emu_check_device_range(c, tbytes(cd), fn))
 		emu_fatal("%s: an operand is not (all) device memory", fn);

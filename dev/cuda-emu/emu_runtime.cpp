@@ -1,8 +1,9 @@
 /* emu_runtime.cpp — cuda-emu's runtime: the block scheduler (threads of a
  * block as cooperative fibers), __syncthreads and the warp intrinsics,
  * shared-memory poisoning, the device-memory registry (with host access to
- * device memory made an ASan error), and the CUDA runtime API. See README.md
- * for the model and what it does and does not catch.
+ * device memory made an ASan error), lazy streams (per-stream queues of
+ * deferred copies, memsets and collectives), and the CUDA runtime API. See
+ * README.md for the model and what it does and does not catch.
  *
  * Environment:
  *   EMU_SCHED=fwd|rev|rand[:seed]  order of blocks and of threads within a
@@ -15,7 +16,9 @@
  *   EMU_DEVICES=N         what cudaGetDeviceCount says (default 1; 0 tests
  *            the no-device paths);
  *   EMU_STACK_KB=N        stack of each emulated thread (default 256);
- *   EMU_VERBOSE=1         one line per kernel launch. */
+ *   EMU_VERBOSE=1         one line per kernel launch;
+ *   EMU_LAZY=0            run every copy, memset and collective at once
+ *            (default 1: lazy streams, see emu_defer). */
 #include "emu.h"
 #include "cublas_v2.h"
 
@@ -27,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -65,6 +69,7 @@ struct Config {
 	int devices = 1;
 	size_t stack = (size_t)256 << 10;
 	int verbose = 0;
+	int lazy = 1;
 };
 
 Config cfg_load()
@@ -93,6 +98,8 @@ Config cfg_load()
 		c.stack = (size_t)atoi(s) << 10;
 	if ((s = getenv("EMU_VERBOSE")))
 		c.verbose = s[0] == '1';
+	if ((s = getenv("EMU_LAZY")))
+		c.lazy = s[0] != '0';
 	return c;
 }
 
@@ -128,10 +135,13 @@ static void on_death(void)
 	fprintf(stderr, "cuda-emu: the process dies in %s\n", ctx);
 }
 
+static void pending_at_exit(void);
+
 __attribute__((constructor)) static void emu_init(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	(void)cfg();
+	atexit(pending_at_exit);
 #ifdef EMU_ASAN
 	__sanitizer_set_death_callback(on_death);
 #endif
@@ -948,6 +958,7 @@ int emu_launch_begin(const emu_cfg &c, const void *kernel, const char *name, con
 	if (cfg().verbose)
 		fprintf(stderr, "cuda-emu: launch %s at %s:%d grid %u x %u x %u block %u x %u x %u shmem %zu\n", name,
 			file, line, g.x, g.y, g.z, b.x, b.y, b.z, c.shmem);
+	emu_stream_flush(c.stream);
 	return 0;
 }
 
@@ -1011,12 +1022,204 @@ double now_ms()
 
 } /* namespace */
 
+/* ---- lazy streams: every stream (the legacy default stream included) has
+ * a FIFO of deferred operations, each numbered in the order it was queued
+ * (seq). An operation runs after what it waits for: the earlier ones of its
+ * stream; under legacy default-stream semantics, for an operation of the
+ * legacy stream the earlier ones of every blocking stream (created without
+ * cudaStreamNonBlocking), and for one of a blocking stream the earlier ones
+ * of the legacy stream; and the earlier ones of its key. lazy_mu guards the
+ * queues, the events' positions and async_err; it is held while operations
+ * run (a collective of one thread may block in MPI), and taken before
+ * mem_mu. ---- */
+
+namespace {
+
+struct Deferred {
+	unsigned long long seq;
+	std::string what;
+	const void *key;
+	std::function<cudaError_t()> fn;
+};
+
+} /* namespace */
+
 struct emu_stream {
 	unsigned flags;
+	int legacy; /* 1: the legacy default stream (0, cudaStreamLegacy, cudaStreamPerThread) */
+	std::deque<Deferred> q;
 };
 struct emu_event {
 	double t;
+	emu_stream *s;          /* the stream it was last recorded on; NULL: never, or destroyed since */
+	unsigned long long seq; /* the operations of s queued before the record are those with a lower seq */
 };
+
+namespace {
+
+std::recursive_mutex lazy_mu;
+unsigned long long next_seq = 1;
+cudaError_t async_err = cudaSuccess; /* the first failure of a deferred operation since the last synchronisation */
+
+/* The legacy default stream; cudaStreamPerThread is taken as the same. */
+emu_stream *legacy_stream()
+{
+	static emu_stream *l = new emu_stream{0, 1, {}};
+	return l;
+}
+
+/* The queue of handle s (valid, per emu_stream_ok). */
+emu_stream *stream_of(cudaStream_t s)
+{
+	return !s || s == cudaStreamLegacy || s == cudaStreamPerThread ? legacy_stream() : s;
+}
+
+int blocking(const emu_stream *s) { return !s->legacy && !(s->flags & cudaStreamNonBlocking); }
+
+/* Every stream: the legacy one and the live created ones. */
+std::vector<emu_stream *> live_streams()
+{
+	std::vector<emu_stream *> v{legacy_stream()};
+	std::lock_guard<std::mutex> l(mem_mu);
+	if (streams)
+		for (auto &x : *streams)
+			v.push_back(x.first);
+	return v;
+}
+
+/* s and the streams whose earlier operations an operation of s waits for. */
+std::vector<emu_stream *> peers(emu_stream *s)
+{
+	std::vector<emu_stream *> v{s};
+	if (s->legacy) {
+		for (emu_stream *o : live_streams())
+			if (blocking(o))
+				v.push_back(o);
+	} else if (blocking(s))
+		v.push_back(legacy_stream());
+	return v;
+}
+
+void run_op(emu_stream *s, Deferred &d);
+
+/* Runs, oldest first, the operations of the streams in set queued before
+ * upto (each after what it waits for). */
+void drain(const std::vector<emu_stream *> &set, unsigned long long upto)
+{
+	for (;;) {
+		emu_stream *best = nullptr;
+		for (emu_stream *s : set)
+			if (!s->q.empty() && s->q.front().seq < upto && (!best || s->q.front().seq < best->q.front().seq))
+				best = s;
+		if (!best)
+			return;
+		Deferred d = std::move(best->q.front());
+		best->q.pop_front();
+		run_op(best, d);
+	}
+}
+
+/* Runs the operations of key queued before upto, each up to and with it
+ * on its stream. */
+void drain_key(const void *key, unsigned long long upto)
+{
+	for (;;) {
+		emu_stream *at = nullptr;
+		unsigned long long seq = upto;
+		for (emu_stream *s : live_streams())
+			for (const Deferred &d : s->q)
+				if (d.key == key && d.seq < seq) {
+					at = s;
+					seq = d.seq;
+				}
+		if (!at)
+			return;
+		drain({at}, seq + 1);
+	}
+}
+
+/* Runs d (already off its queue) after what it waits for, with device
+ * memory open; a failure becomes the pending asynchronous error. */
+void run_op(emu_stream *s, Deferred &d)
+{
+	drain(peers(s), d.seq);
+	if (d.key)
+		drain_key(d.key, d.seq);
+	cudaError_t e;
+	{
+		Open o;
+		e = d.fn();
+	}
+	if (e != cudaSuccess) {
+		emu_note("%s failed when it ran: %s (reported by the next synchronisation)", d.what.c_str(),
+			 cudaGetErrorName(e));
+		if (async_err == cudaSuccess)
+			async_err = e;
+		ret(e);
+	}
+}
+
+/* Runs everything queued on every stream, oldest first. */
+void flush_all()
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	drain(live_streams(), ~0ull);
+}
+
+/* The result of a synchronising call: the pending asynchronous error (made
+ * the last error), which it clears, or cudaSuccess. */
+cudaError_t sync_result()
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	cudaError_t e = async_err;
+	async_err = cudaSuccess;
+	return ret(e);
+}
+
+} /* namespace */
+
+void emu_defer(cudaStream_t st, const char *what, const void *key, std::function<cudaError_t()> fn)
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	emu_stream *s = stream_of(st);
+	Deferred d{next_seq++, what, key, std::move(fn)};
+	if (cfg().lazy)
+		s->q.push_back(std::move(d));
+	else
+		run_op(s, d);
+}
+
+void emu_stream_flush(cudaStream_t st)
+{
+	if (!emu_stream_ok(st))
+		emu_fatal("an operation on stream %p, which was destroyed or never created (a library handle that "
+			  "outlived its stream?)", (void *)st);
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	drain(peers(stream_of(st)), next_seq);
+}
+
+void emu_defer_flush_key(const void *key)
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	drain_key(key, next_seq);
+}
+
+/* At exit: deferred operations still queued are work the program never
+ * waited for (its results were never used, or read without synchronising). */
+static void pending_at_exit(void)
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	size_t n = 0;
+	const Deferred *first = nullptr;
+	for (emu_stream *s : live_streams()) {
+		n += s->q.size();
+		if (!s->q.empty() && (!first || s->q.front().seq < first->seq))
+			first = &s->q.front();
+	}
+	if (n)
+		fprintf(stderr, "cuda-emu: WARNING: %zu deferred operation(s) never ran: the program ended without "
+			"synchronising the streams they were queued on (the first: %s)\n", n, first->what.c_str());
+}
 
 int emu_stream_ok(cudaStream_t s)
 {
@@ -1162,7 +1365,11 @@ cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int d)
 	return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize(void)
+{
+	flush_all();
+	return sync_result();
+}
 cudaError_t cudaDeviceReset(void) { return cudaSuccess; }
 cudaError_t cudaDriverGetVersion(int *v)
 {
@@ -1233,18 +1440,28 @@ static cudaError_t release(void *p, int host)
 	return cudaSuccess;
 }
 
+/* cudaFree and cudaFreeHost synchronise the device first, as CUDA's do. */
 cudaError_t cudaMalloc(void **p, size_t bytes) { return alloc(p, bytes, 0); }
-cudaError_t cudaFree(void *p) { return release(p, 0); }
+cudaError_t cudaFree(void *p)
+{
+	if (p)
+		flush_all();
+	return release(p, 0);
+}
 cudaError_t cudaMallocAsync(void **p, size_t bytes, cudaStream_t s)
 {
 	if (!emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
 	return alloc(p, bytes, 0);
 }
+/* Stream-ordered: the memory goes once s has run what was queued on it,
+ * while other streams may still hold deferred operations on it (they fail
+ * when they run: a missing wait between the streams). */
 cudaError_t cudaFreeAsync(void *p, cudaStream_t s)
 {
 	if (!emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
+	emu_stream_flush(s);
 	return release(p, 0);
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) { return alloc(p, bytes ? bytes : 1, 1); }
@@ -1253,7 +1470,12 @@ cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned int flags)
 	(void)flags;
 	return alloc(p, bytes ? bytes : 1, 1);
 }
-cudaError_t cudaFreeHost(void *p) { return release(p, 1); }
+cudaError_t cudaFreeHost(void *p)
+{
+	if (p)
+		flush_all();
+	return release(p, 1);
+}
 
 /* 1 device, 0 host memory (pageable or pinned), -1 a device pointer whose
  * range runs past its allocation. */
@@ -1266,23 +1488,33 @@ static int classify(const void *p, size_t n)
 	return find(p, n) ? 1 : -1;
 }
 
+/* 1 when p lies in a cudaMallocHost / cudaHostAlloc allocation. */
+static int pinned(const void *p)
+{
+	std::lock_guard<std::mutex> l(mem_mu);
+	auto *a = find(p, 0);
+	return a && a->second.host;
+}
+
 static const char *kind_str(enum cudaMemcpyKind k)
 {
 	static const char *n[] = {"HostToHost", "HostToDevice", "DeviceToHost", "DeviceToDevice", "Default"};
 	return (unsigned)k < 5 ? n[k] : "?";
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+/* Validates a copy of bytes (> 0) from src to dst as fn (cudaMemcpy or
+ * cudaMemcpyAsync) would: cudaSuccess with *dd and *sd set to 1 for device
+ * memory and 0 for host memory, or the error (noted, made the last error). */
+static cudaError_t copy_check(const char *fn, void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind,
+			      int *dd, int *sd)
 {
-	if (bytes == 0)
-		return cudaSuccess;
 	if (!dst || !src) {
-		emu_note("cudaMemcpy%s: NULL pointer", kind_str(kind));
+		emu_note("%s %s: NULL pointer", fn, kind_str(kind));
 		return ret(cudaErrorInvalidValue);
 	}
 	int d = classify(dst, bytes), s = classify(src, bytes);
 	if (d < 0 || s < 0) {
-		emu_note("cudaMemcpy %s of %zu bytes: the %s range runs past the end of its device allocation",
+		emu_note("%s %s of %zu bytes: the %s range runs past the end of its device allocation", fn,
 			 kind_str(kind), bytes, d < 0 ? "destination" : "source");
 		return ret(cudaErrorInvalidValue);
 	}
@@ -1296,32 +1528,103 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpy
 	default: return ret(cudaErrorInvalidMemcpyDirection);
 	}
 	if ((want_d >= 0 && want_d != d) || (want_s >= 0 && want_s != s)) {
-		emu_note("cudaMemcpy%s: the destination %p is %s memory and the source %p is %s memory", kind_str(kind),
-			 dst, d ? "device" : "host", src, s ? "device" : "host");
+		emu_note("%s %s: the destination %p is %s memory and the source %p is %s memory", fn, kind_str(kind), dst,
+			 d ? "device" : "host", src, s ? "device" : "host");
 		return ret(cudaErrorInvalidValue);
 	}
 	if (d && s && (char *)dst < (const char *)src + bytes && (const char *)src < (char *)dst + bytes)
-		emu_note("cudaMemcpy of %zu bytes between overlapping device ranges (undefined)", bytes);
+		emu_note("%s of %zu bytes between overlapping device ranges (undefined)", fn, bytes);
+	*dd = d;
+	*sd = s;
+	return cudaSuccess;
+}
+
+/* A deferred operation when it runs: cudaSuccess when [p, p + bytes) is
+ * still device memory; otherwise (a cudaFreeAsync on another stream ran
+ * first) notes it and returns cudaErrorIllegalAddress. */
+static cudaError_t still_device(const void *p, size_t bytes)
+{
+	if (classify(p, bytes) == 1)
+		return cudaSuccess;
+	emu_note("device memory [%p, +%zu) was freed before a deferred operation on it ran (a cudaFreeAsync on "
+		 "another stream without a wait?)", p, bytes);
+	return cudaErrorIllegalAddress;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
+{
+	if (bytes == 0)
+		return cudaSuccess;
+	int d, s;
+	cudaError_t e = copy_check("cudaMemcpy", dst, src, bytes, kind, &d, &s);
+	if (e != cudaSuccess)
+		return e;
+	emu_stream_flush(0); /* the legacy stream: after it and every blocking stream */
 	Open o;
 	memmove(dst, src, bytes);
 	return cudaSuccess;
 }
 
+/* Into host memory: at once, after what is queued on st. Into device
+ * memory: deferred; a source in device or page-locked memory is read when
+ * the copy runs, a pageable one now (CUDA stages it before returning). */
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t st)
 {
 	if (!emu_stream_ok(st))
 		return ret(cudaErrorInvalidResourceHandle);
-	return cudaMemcpy(dst, src, bytes, kind);
+	if (bytes == 0)
+		return cudaSuccess;
+	int d, s;
+	cudaError_t e = copy_check("cudaMemcpyAsync", dst, src, bytes, kind, &d, &s);
+	if (e != cudaSuccess)
+		return e;
+	if (!d) {
+		emu_stream_flush(st);
+		Open o;
+		memmove(dst, src, bytes);
+		return cudaSuccess;
+	}
+	int pin = !s && pinned(src);
+	char what[256];
+	snprintf(what, sizeof what, "cudaMemcpyAsync of %zu bytes from %s %p to device memory %p on stream %p", bytes,
+		 s ? "device memory" : pin ? "page-locked host memory" : "pageable host memory", src, dst, (void *)st);
+	if (s || pin)
+		emu_defer(st, what, nullptr, [=]() {
+			cudaError_t r = still_device(dst, bytes);
+			if (r == cudaSuccess && s)
+				r = still_device(src, bytes);
+			if (r == cudaSuccess)
+				memmove(dst, src, bytes);
+			return r;
+		});
+	else {
+		std::vector<char> stage((const char *)src, (const char *)src + bytes);
+		emu_defer(st, what, nullptr, [=, stage = std::move(stage)]() {
+			cudaError_t r = still_device(dst, bytes);
+			if (r == cudaSuccess)
+				memcpy(dst, stage.data(), bytes);
+			return r;
+		});
+	}
+	return cudaSuccess;
+}
+
+/* 1 when [p, p + bytes) is device memory; otherwise notes it for fn. */
+static int memset_ok(const char *fn, void *p, size_t bytes)
+{
+	if (classify(p, bytes) == 1)
+		return 1;
+	emu_note("%s of %zu bytes at %p: not (all) device memory", fn, bytes, p);
+	return 0;
 }
 
 cudaError_t cudaMemset(void *p, int v, size_t bytes)
 {
 	if (bytes == 0)
 		return cudaSuccess;
-	if (classify(p, bytes) != 1) {
-		emu_note("cudaMemset of %zu bytes at %p: not (all) device memory", bytes, p);
+	if (!memset_ok("cudaMemset", p, bytes))
 		return ret(cudaErrorInvalidValue);
-	}
+	emu_stream_flush(0);
 	Open o;
 	memset(p, v, bytes);
 	return cudaSuccess;
@@ -1331,14 +1634,26 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t bytes, cudaStream_t s)
 {
 	if (!emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
-	return cudaMemset(p, v, bytes);
+	if (bytes == 0)
+		return cudaSuccess;
+	if (!memset_ok("cudaMemsetAsync", p, bytes))
+		return ret(cudaErrorInvalidValue);
+	char what[160];
+	snprintf(what, sizeof what, "cudaMemsetAsync of %zu bytes at %p on stream %p", bytes, p, (void *)s);
+	emu_defer(s, what, nullptr, [=]() {
+		cudaError_t r = still_device(p, bytes);
+		if (r == cudaSuccess)
+			memset(p, v, bytes);
+		return r;
+	});
+	return cudaSuccess;
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
 {
 	if (!s)
 		return ret(cudaErrorInvalidValue);
-	cudaStream_t n = new emu_stream{flags};
+	cudaStream_t n = new emu_stream{flags, 0, {}};
 	std::lock_guard<std::mutex> l(mem_mu);
 	if (!streams)
 		streams = new std::map<cudaStream_t, int>;
@@ -1348,32 +1663,38 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
 }
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 
+/* Runs what is queued on s first; events recorded on s count as reached. */
 cudaError_t cudaStreamDestroy(cudaStream_t s)
 {
-	std::lock_guard<std::mutex> l(mem_mu);
-	if (!s || !streams || !streams->erase(s))
+	std::lock_guard<std::recursive_mutex> lz(lazy_mu);
+	if (!s || s == cudaStreamLegacy || s == cudaStreamPerThread || !emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
+	emu_stream_flush(s);
+	std::lock_guard<std::mutex> l(mem_mu);
+	streams->erase(s);
+	if (events)
+		for (auto &e : *events)
+			if (e.first->s == s)
+				e.first->s = nullptr;
 	delete s;
 	return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
-	return emu_stream_ok(s) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+	if (!emu_stream_ok(s))
+		return ret(cudaErrorInvalidResourceHandle);
+	emu_stream_flush(s);
+	return sync_result();
 }
 cudaError_t cudaStreamQuery(cudaStream_t s) { return cudaStreamSynchronize(s); }
-cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags)
-{
-	(void)e, (void)flags;
-	return cudaStreamSynchronize(s);
-}
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned int flags)
 {
 	(void)flags;
 	if (!e)
 		return ret(cudaErrorInvalidValue);
-	*e = new emu_event{now_ms()};
+	*e = new emu_event{now_ms(), nullptr, 0};
 	std::lock_guard<std::mutex> l(mem_mu);
 	if (!events)
 		events = new std::map<cudaEvent_t, double>;
@@ -1395,14 +1716,43 @@ cudaError_t cudaEventDestroy(cudaEvent_t e)
 	delete e;
 	return cudaSuccess;
 }
+
+/* Remembers the end of s's queue: waiting for e runs s up to there. */
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s)
 {
 	if (!event_ok(e) || !emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
 	e->t = now_ms();
+	e->s = stream_of(s);
+	e->seq = next_seq;
 	return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return event_ok(e) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle); }
+
+/* Runs the stream e was recorded on up to the record (and what that waits
+ * for, as an operation queued there would). */
+static void event_reach(cudaEvent_t e)
+{
+	std::lock_guard<std::recursive_mutex> l(lazy_mu);
+	if (e->s)
+		drain(peers(e->s), e->seq);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flags)
+{
+	(void)flags;
+	if (!emu_stream_ok(s) || !event_ok(e))
+		return ret(cudaErrorInvalidResourceHandle);
+	event_reach(e);
+	return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e)
+{
+	if (!event_ok(e))
+		return ret(cudaErrorInvalidResourceHandle);
+	event_reach(e);
+	return sync_result();
+}
 cudaError_t cudaEventQuery(cudaEvent_t e) { return cudaEventSynchronize(e); }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b)
 {

@@ -1,5 +1,7 @@
-/* nccl.h — cuda-emu stand-in for NCCL: a world of one rank only; the
- * collectives are device-to-device copies (emu_nccl.cpp). */
+/* nccl.h — cuda-emu stand-in for NCCL (emu_nccl.cpp): a communicator of one
+ * rank, or, built with MPI, of the ranks of MPI_COMM_WORLD; the collectives
+ * are deferred on their streams (lazy streams) and run as copies or MPI
+ * collectives. */
 #ifndef CUDA_EMU_NCCL_H
 #define CUDA_EMU_NCCL_H
 

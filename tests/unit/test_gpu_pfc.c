@@ -7,7 +7,8 @@
  * For every shape n x C x d in {7, 64} x {50, 1000} x {8, 64}, rate 1 and
  * 0.3, CosFace and ArcFace at s = 64 (and one combined margin):
  *  - init draws the CPU's matrix (and zeroes momentum);
- *  - sample picks the same classes;
+ *  - sample picks the same classes (and, on shards of up to 100k classes
+ *    over 1-4 ranks at rates from 1e-4 to 1, the sampler alone does);
  *  - forward_backward: loss, accuracy, dfeat (written: pre-filled with NaN),
  *    the sampled rows' gradient;
  *  - step, sparse and then dense from the same state: weight and momentum
@@ -227,7 +228,8 @@ static void check_step(mfr_gpu *g, int n, int C, int d, double rate, mfr_margin 
 	int64_t Sg = mfr_gpfc_sample(gp, lab, n, sseed, &e);
 	die_if(Sg < 0, "gpfc sample", &e);
 	int64_t S, S2;
-	const int64_t *sc = mfr_pfc_sampled(cp, &S), *sg = mfr_gpfc_sampled(gp, &S2);
+	const int64_t *sc = mfr_pfc_sampled(cp, &S), *sg = mfr_gpfc_sampled(gp, &S2, &e);
+	die_if(!sg, "gpfc sampled", &e);
 	snprintf(what, sizeof what, "%s: the same %lld sampled classes", tag, (long long)Sc);
 	if (check_report(Sc == Sg && S == S2 && S == Sc && !memcmp(sc, sg, sizeof(int64_t) * (size_t)S), what, __FILE__,
 			 __LINE__))
@@ -323,8 +325,8 @@ static void check_errors(mfr_gpu *g)
 	lab[2] = 9; /* the error left no positive behind: the next sample is the CPU's */
 	mfr_pfc *cp = mfr_pfc_new(10, 8, 0.5, 4, 0, 1, &e);
 	int64_t a = mfr_gpfc_sample(gp, lab, 4, 1, &e), b = mfr_pfc_sample(cp, lab, 4, 1, &e), na, nb;
-	const int64_t *sa = mfr_gpfc_sampled(gp, &na), *sb = mfr_pfc_sampled(cp, &nb);
-	CHECK(a == b && na == nb && !memcmp(sa, sb, sizeof(int64_t) * (size_t)na));
+	const int64_t *sa = mfr_gpfc_sampled(gp, &na, &e), *sb = mfr_pfc_sampled(cp, &nb);
+	CHECK(sa && a == b && na == nb && !memcmp(sa, sb, sizeof(int64_t) * (size_t)na));
 	mfr_pfc_free(cp);
 	mfr_gpfc_free(gp);
 	/* more ranks than classes: an empty shard still runs (this rank adds 0) */
@@ -353,6 +355,43 @@ static void check_errors(mfr_gpu *g)
 
 /* The memory plan at the size the design is for: 10M classes x 512 at rate
  * 0.1, global batch 512, on one GPU: under 80 GB. */
+/* The sampler alone on shards of many tiles (4096 classes each): for
+ * classes C over k ranks (this process plays each rank in turn), rate r
+ * and batches of n rows whose labels crowd into few classes or spread over
+ * all, the device's choice is the CPU's, class for class, over several
+ * steps (the positives' flags must be cleared between steps). */
+static void check_sampler(mfr_gpu *g, int64_t C, int k, double rate, int n, int crowd, uint64_t seed)
+{
+	mfr_error e = {{0}};
+	int32_t *lab = (int32_t *)gcheck_xmalloc((size_t)n * sizeof *lab);
+	int same = 1;
+	int64_t total = 0;
+	for (int r = 0; r < k; r++) {
+		mfr_gpfc *gp = mfr_gpfc_new(g, C, 4, rate, n, r, k, &e);
+		mfr_pfc *cp = mfr_pfc_new(C, 4, rate, n, r, k, &e);
+		die_if(!gp || !cp, "sampler setup", &e);
+		mfr_rng rng = {seed + (uint64_t)r};
+		for (int step = 0; step < 3; step++) {
+			for (int i = 0; i < n; i++)
+				lab[i] = (int32_t)(crowd ? mfr_rng_below(&rng, 5) * (uint64_t)(C / 5) : mfr_rng_below(&rng, (uint64_t)C));
+			uint64_t ss = seed * 31 + (uint64_t)step;
+			int64_t a = mfr_gpfc_sample(gp, lab, n, ss, &e), b = mfr_pfc_sample(cp, lab, n, ss, &e), na, nb;
+			const int64_t *sa = mfr_gpfc_sampled(gp, &na, &e), *sb = mfr_pfc_sampled(cp, &nb);
+			die_if(a < 0 || b < 0 || !sa, "sampler", &e);
+			same &= a == b && na == nb && !memcmp(sa, sb, sizeof(int64_t) * (size_t)na);
+			total += na;
+		}
+		mfr_gpfc_free(gp);
+		mfr_pfc_free(cp);
+	}
+	char what[160];
+	snprintf(what, sizeof what, "sampler: %lld classes over %d rank%s, rate %g, %d rows%s: the CPU's %lld choices",
+		 (long long)C, k, k > 1 ? "s" : "", rate, n, crowd ? " in 5 classes" : "", (long long)total);
+	if (check_report(same, what, __FILE__, __LINE__))
+		printf("ok %s\n", what);
+	free(lab);
+}
+
 static void check_plan(void)
 {
 	size_t b = mfr_gpfc_bytes(10000000, 512, 0.1, 512, 1);
@@ -371,6 +410,12 @@ static void run_all(mfr_gpu *g)
 	check_init(g, 37, 130, 7);
 	check_plan();
 	check_errors(g);
+	check_sampler(g, 100003, 1, 0.1, 64, 0, 1);
+	check_sampler(g, 100003, 3, 0.37, 128, 0, 2);
+	check_sampler(g, 50000, 2, 0.999, 64, 1, 3);  /* nearly every class: a k-th key near the top */
+	check_sampler(g, 50000, 1, 0.0001, 64, 0, 4); /* quota below the positives: those alone */
+	check_sampler(g, 40961, 1, 0.0003, 16, 1, 5); /* a few negatives beside 5 positives */
+	check_sampler(g, 9000, 4, 1.0, 32, 0, 6);     /* rate 1: every class */
 	uint64_t seed = 100;
 	static const int ns[2] = {7, 64}, cs[2] = {50, 1000}, ds[2] = {8, 64};
 	static const double rates[2] = {1.0, 0.3};

@@ -12,7 +12,14 @@
  *  5. misuse the emulator must report (in a forked child): shuffles over
  *     missing or exited lanes, deadlock, a host pointer passed to a kernel,
  *     host code reading device memory, too much shared memory, bad launch
- *     configurations, copies out of bounds.
+ *     configurations, copies out of bounds;
+ *  6. lazy streams: a planted missing wait between two streams reads stale
+ *     data and the fixed version does not, a page-locked source is read when
+ *     the copy runs, in-order execution within a stream, legacy
+ *     default-stream semantics, the flush points, an asynchronous error, and
+ *     the warning for work never waited for;
+ *  7. in an MPI world of several ranks (run.sh --ranks N): NCCL collectives
+ *     across the ranks against values computed on the host.
  * Last line "N passed, M failed" as the unit tests. */
 #include "gpu_impl.h"
 
@@ -23,7 +30,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef EMU_HAVE_MPI
+#include <mpi.h>
+#endif
+
 static int passed, failed;
+static int world_rank, world_size = 1; /* the MPI world (one rank without mpirun) */
 
 static int check(int ok, const char *what)
 {
@@ -667,11 +679,25 @@ static void nccl(void)
 	dev_get(g, b, sizeof g);
 	check(!memcmp(g, h, sizeof h), "ncclAllReduce of one rank copies");
 	check(ncclAllReduce(h, b, 5, ncclFloat32, ncclSum, c, 0) == ncclInvalidArgument, "ncclAllReduce rejects host memory");
+	/* the collectives of one communicator run in the order they were
+	 * called, whatever their streams */
+	cudaStream_t s1, s2;
+	cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking);
+	cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking);
+	cudaMemset(b, 0, sizeof h);
+	ncclAllReduce(a, b, 5, ncclFloat32, ncclSum, c, s2);
+	ncclBroadcast(a, a, 5, ncclFloat32, 0, c, s1);
+	cudaStreamSynchronize(s1);
+	dev_get(g, b, sizeof g); /* the legacy stream: s2 is non-blocking */
+	check(!memcmp(g, h, sizeof h), "synchronising a collective's stream runs the communicator's earlier ones first");
+	cudaStreamDestroy(s1);
+	cudaStreamDestroy(s2);
 	ncclCommDestroy(c);
 	cudaFree(a);
 	cudaFree(b);
 	ncclComm_t c2;
-	check(ncclCommInitRank(&c2, 2, id, 0) != ncclSuccess, "ncclCommInitRank refuses 2 ranks");
+	check(ncclCommInitRank(&c2, world_size + 1, id, 0) == ncclInvalidUsage,
+	      "ncclCommInitRank refuses more ranks than the MPI world has");
 }
 
 /* ---- 5. misuse, each in a forked child that must die saying what ---- */
@@ -785,9 +811,331 @@ static void misuse(void)
 	cudaFree(dev_buf);
 }
 
-int main(void)
+/* ---- 6. lazy streams ---- */
+
+#define LN 64
+__global__ static void copy_k(int *out, const int *in) { out[threadIdx.x] = in[threadIdx.x]; }
+
+/* 1 when the LN ints at device d all equal v. */
+static int dev_all(const int *d, int v)
 {
-	printf("# cuda-emu self-test (schedule %s)\n", emu_sched_name());
+	int h[LN];
+	dev_get(h, d, sizeof h);
+	for (int i = 0; i < LN; i++)
+		if (h[i] != v)
+			return 0;
+	return 1;
+}
+static void host_fill(int *h, int v)
+{
+	for (int i = 0; i < LN; i++)
+		h[i] = v;
+}
+
+/* 1 unless EMU_LAZY=0 turned lazy streams off. */
+static int lazy_on(void)
+{
+	const char *env = getenv("EMU_LAZY");
+	return !(env && env[0] == '0');
+}
+
+static int *lazy_pin, *lazy_dst;
+/* A copy queued and never waited for: the exit warning. */
+static void die_unsynchronised(void)
+{
+	cudaStream_t s;
+	cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+	cudaMemcpyAsync(lazy_dst, lazy_pin, LN * sizeof(int), cudaMemcpyHostToDevice, s);
+	exit(3);
+}
+
+static void lazy(void)
+{
+	if (!lazy_on()) {
+		printf("# EMU_LAZY=0: the lazy-stream checks are skipped\n");
+		return;
+	}
+	cudaStream_t A, B, C;
+	cudaEvent_t ev;
+	int *pin, page[LN], *dst, *out, *tmp;
+	cudaStreamCreateWithFlags(&A, cudaStreamNonBlocking);
+	cudaStreamCreateWithFlags(&B, cudaStreamNonBlocking);
+	cudaStreamCreate(&C); /* blocking: ordered with the legacy stream */
+	cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+	cudaMallocHost(&pin, LN * sizeof(int));
+	cudaMalloc(&dst, LN * sizeof(int));
+	cudaMalloc(&out, LN * sizeof(int));
+	const size_t nb = LN * sizeof(int);
+
+	/* planted: an upload on B read by a kernel on A with no wait between */
+	cudaMemset(dst, 0, nb);
+	host_fill(pin, 7);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	copy_k<<<1, LN, 0, A>>>(out, dst);
+	cudaStreamSynchronize(A);
+	check(dev_all(out, 0), "planted bug shows: a kernel on stream A reads the old data of an upload on stream B "
+			       "it never waited for");
+	cudaStreamSynchronize(B);
+	/* fixed: an event recorded on B, waited for by A */
+	cudaMemset(dst, 0, nb);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	cudaEventRecord(ev, B);
+	cudaStreamWaitEvent(A, ev, 0);
+	copy_k<<<1, LN, 0, A>>>(out, dst);
+	cudaStreamSynchronize(A);
+	check(dev_all(out, 7), "with cudaEventRecord(B) + cudaStreamWaitEvent(A) the kernel reads the upload");
+
+	/* the source is read when the copy runs: page-locked late, pageable at once */
+	host_fill(pin, 1);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	host_fill(pin, 2);
+	cudaStreamSynchronize(B);
+	check(dev_all(dst, 2), "an upload from page-locked memory sees the host overwrite it before the sync");
+	host_fill(page, 3);
+	cudaMemcpyAsync(dst, page, nb, cudaMemcpyHostToDevice, B);
+	host_fill(page, 4);
+	cudaStreamSynchronize(B);
+	check(dev_all(dst, 3), "an upload from pageable memory is staged when called");
+
+	/* in order within a stream */
+	cudaMemset(dst, 5, nb);
+	cudaMemsetAsync(dst, 0, nb, A);
+	copy_k<<<1, LN, 0, A>>>(out, dst);
+	cudaStreamSynchronize(A);
+	check(dev_all(out, 0), "a kernel sees the memset queued before it on its stream");
+	int h[LN];
+	cudaMemsetAsync(dst, 0, nb, A);
+	cudaMemcpyAsync(dst, out, nb, cudaMemcpyDeviceToDevice, A); /* out is 0 */
+	cudaMemsetAsync(out, 0x01, nb, A);
+	cudaMemcpyAsync(h, out, nb, cudaMemcpyDeviceToHost, A);
+	check(h[0] == 0x01010101 && h[LN - 1] == 0x01010101, "a download runs after the work queued before it on its stream");
+
+	/* legacy default-stream semantics */
+	host_fill(pin, 8);
+	cudaMemset(dst, 0, nb);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, C);
+	copy_k<<<1, LN>>>(out, dst);
+	check(dev_all(out, 8), "a kernel on the legacy stream waits for a blocking stream's upload");
+	cudaMemset(dst, 0, nb);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	copy_k<<<1, LN>>>(out, dst);
+	check(dev_all(out, 0), "a kernel on the legacy stream does not wait for a non-blocking stream");
+	cudaStreamSynchronize(B);
+
+	/* flush points: cudaEventSynchronize, cudaFree, cudaDeviceSynchronize */
+	host_fill(pin, 9);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	cudaEventRecord(ev, B);
+	cudaEventSynchronize(ev);
+	host_fill(pin, 10);
+	cudaStreamSynchronize(B);
+	check(dev_all(dst, 9), "cudaEventSynchronize runs the stream up to the event");
+	cudaMalloc(&tmp, 16);
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	cudaFree(tmp);
+	host_fill(pin, 11);
+	cudaStreamSynchronize(B);
+	check(dev_all(dst, 10), "cudaFree runs every stream's queued work");
+	cudaMemcpyAsync(dst, pin, nb, cudaMemcpyHostToDevice, B);
+	cudaDeviceSynchronize();
+	host_fill(pin, 12);
+	cudaStreamSynchronize(B);
+	check(dev_all(dst, 11), "cudaDeviceSynchronize runs every stream's queued work");
+
+	/* a deferred copy whose source another stream freed: an asynchronous error */
+	cudaMalloc(&tmp, nb);
+	cudaMemcpyAsync(dst, tmp, nb, cudaMemcpyDeviceToDevice, B);
+	cudaFreeAsync(tmp, A);
+	check(cudaStreamSynchronize(B) == cudaErrorIllegalAddress && cudaGetLastError() == cudaErrorIllegalAddress &&
+		      cudaStreamSynchronize(B) == cudaSuccess,
+	      "a copy from memory freed on another stream fails when it runs, reported by the next sync once");
+
+	lazy_pin = pin;
+	lazy_dst = dst;
+	death("work queued and never waited for at exit", die_unsynchronised, "deferred operation(s) never ran");
+
+	cudaEventDestroy(ev);
+	cudaStreamDestroy(A);
+	cudaStreamDestroy(B);
+	cudaStreamDestroy(C);
+	cudaFreeHost(pin);
+	cudaFree(dst);
+	cudaFree(out);
+}
+
+/* ---- 7. NCCL across the ranks of an MPI world ---- */
+
+#ifdef EMU_HAVE_MPI
+/* Rank r's value j of collective k: small integers and halves, so every sum
+ * is exact in fp32 and fp16 whatever the order. */
+static float val(int k, int r, int j) { return (float)((k * 7 + r * 5 + j * 3) % 23) * 0.5f - 4.f; }
+
+/* A new device buffer holding the n values v as kind: 0 fp32, 1 int32
+ * (twice the value, an integer), 2 fp16, 3 bf16. */
+static void *put_as(const float *v, int n, int kind)
+{
+	void *h = malloc((size_t)n * 4);
+	for (int i = 0; i < n; i++) {
+		if (kind == 0)
+			((float *)h)[i] = v[i];
+		else if (kind == 1)
+			((int *)h)[i] = (int)(v[i] * 2);
+		else if (kind == 2)
+			((uint16_t *)h)[i] = __half_as_ushort(__float2half_rn(v[i]));
+		else
+			((uint16_t *)h)[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v[i]));
+	}
+	void *d = dev_put(h, (size_t)n * (kind >= 2 ? 2 : 4));
+	free(h);
+	return d;
+}
+/* The n values of kind (as put_as) at device d, as floats into v. */
+static void get_as(float *v, const void *d, int n, int kind)
+{
+	void *h = malloc((size_t)n * 4);
+	dev_get(h, d, (size_t)n * (kind >= 2 ? 2 : 4));
+	for (int i = 0; i < n; i++)
+		v[i] = kind == 0 ? ((float *)h)[i] : kind == 1 ? (float)((int *)h)[i] / 2
+		     : kind == 2 ? __half2float(__ushort_as_half(((uint16_t *)h)[i]))
+				 : __bfloat162float(__ushort_as_bfloat16(((uint16_t *)h)[i]));
+	free(h);
+}
+
+static void nccl_ranks(void)
+{
+	const int R = world_size, me = world_rank, N = 37;
+	ncclUniqueId id, own;
+	ncclComm_t c;
+	ncclGetUniqueId(&own);
+	id = own;
+	MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+	check(ncclCommInitRank(&c, R, own, me) == ncclInvalidUsage,
+	      "ncclCommInitRank: every rank refuses when they were given different unique ids");
+	int cnt = 0, rk = -1;
+	check(ncclCommInitRank(&c, R, id, me) == ncclSuccess && ncclCommCount(c, &cnt) == ncclSuccess && cnt == R &&
+		      ncclCommUserRank(c, &rk) == ncclSuccess && rk == me,
+	      "ncclCommInitRank across the MPI world: count and rank");
+	cudaStream_t s;
+	cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+	static const char *tn[] = {"fp32", "int32", "fp16", "bf16"};
+	static const ncclDataType_t nt[] = {ncclFloat32, ncclInt32, ncclFloat16, ncclBfloat16};
+	static const char *on[] = {"sum", "prod", "max", "min", "avg"};
+	/* allreduce: {type, op, in place} */
+	static const int cases[][3] = {{0, ncclSum, 0}, {0, ncclMax, 1}, {1, ncclSum, 1}, {1, ncclMax, 0},
+				       {2, ncclSum, 1}, {3, ncclMax, 0}, {0, ncclMin, 0}, {0, ncclAvg, 1}};
+	float mine[4 * N], want[4 * N], got[4 * N];
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		int ty = cases[k][0], op = cases[k][1], inplace = cases[k][2];
+		for (int j = 0; j < N; j++) {
+			mine[j] = val((int)k, me, j);
+			float w = val((int)k, 0, j);
+			for (int r = 1; r < R; r++) {
+				float v = val((int)k, r, j);
+				w = op == ncclSum || op == ncclAvg ? w + v : op == ncclMax ? fmaxf(w, v) : fminf(w, v);
+			}
+			want[j] = op == ncclAvg ? w / (float)R : w;
+		}
+		void *a = put_as(mine, N, ty), *b = a;
+		if (!inplace)
+			cudaMalloc(&b, (size_t)N * 4);
+		ncclResult_t st = ncclAllReduce(a, b, N, nt[ty], (ncclRedOp_t)op, c, s);
+		cudaStreamSynchronize(s);
+		get_as(got, b, N, ty);
+		char what[128];
+		snprintf(what, sizeof what, "ncclAllReduce %s %s %s across %d ranks", on[op], tn[ty],
+			 inplace ? "in place" : "out of place", R);
+		check(st == ncclSuccess && !memcmp(got, want, (size_t)N * sizeof(float)), what);
+		cudaFree(a);
+		if (!inplace)
+			cudaFree(b);
+	}
+	/* allgather in place: this rank's part already at recv + rank * N */
+	for (int r = 0; r < R; r++)
+		for (int j = 0; j < N; j++) {
+			want[r * N + j] = val(20, r, j);
+			mine[r * N + j] = r == me ? want[r * N + j] : -1.f;
+		}
+	float *ag = (float *)put_as(mine, R * N, 0);
+	ncclResult_t st = ncclAllGather(ag + (size_t)me * N, ag, N, ncclFloat32, c, s);
+	cudaStreamSynchronize(s);
+	get_as(got, ag, R * N, 0);
+	check(st == ncclSuccess && !memcmp(got, want, (size_t)R * N * sizeof(float)), "ncclAllGather in place");
+	cudaFree(ag);
+	/* broadcast from root 1, out of place */
+	for (int j = 0; j < N; j++) {
+		mine[j] = val(21, me, j);
+		want[j] = val(21, 1, j);
+	}
+	float *bs = (float *)put_as(mine, N, 0), *br;
+	cudaMalloc(&br, (size_t)N * 4);
+	st = ncclBroadcast(bs, br, N, ncclFloat32, 1, c, s);
+	cudaStreamSynchronize(s);
+	get_as(got, br, N, 0);
+	check(st == ncclSuccess && !memcmp(got, want, (size_t)N * sizeof(float)), "ncclBroadcast from root 1");
+	/* reduce to the last rank, in place */
+	for (int j = 0; j < N; j++) {
+		mine[j] = val(22, me, j);
+		want[j] = 0;
+		for (int r = 0; r < R; r++)
+			want[j] += val(22, r, j);
+	}
+	cudaMemcpy(bs, mine, (size_t)N * 4, cudaMemcpyHostToDevice);
+	st = ncclReduce(bs, bs, N, ncclFloat32, ncclSum, R - 1, c, s);
+	cudaStreamSynchronize(s);
+	get_as(got, bs, N, 0);
+	check(st == ncclSuccess && (me != R - 1 || !memcmp(got, want, (size_t)N * sizeof(float))),
+	      "ncclReduce sum to the last rank, in place");
+	cudaFree(bs);
+	cudaFree(br);
+	/* reducescatter, out of place and in place (recv = send + rank * N) */
+	for (int inplace = 0; inplace < 2; inplace++) {
+		for (int j = 0; j < R * N; j++)
+			mine[j] = val(23 + inplace, me, j);
+		for (int j = 0; j < N; j++) {
+			want[j] = 0;
+			for (int r = 0; r < R; r++)
+				want[j] += val(23 + inplace, r, me * N + j);
+		}
+		float *rs = (float *)put_as(mine, R * N, 0), *rr = rs + (size_t)me * N;
+		if (!inplace)
+			cudaMalloc(&rr, (size_t)N * 4);
+		st = ncclReduceScatter(rs, rr, N, ncclFloat32, ncclSum, c, s);
+		cudaStreamSynchronize(s);
+		get_as(got, rr, N, 0);
+		check(st == ncclSuccess && !memcmp(got, want, (size_t)N * sizeof(float)),
+		      inplace ? "ncclReduceScatter in place" : "ncclReduceScatter out of place");
+		cudaFree(rs);
+		if (!inplace)
+			cudaFree(rr);
+	}
+	/* deferred: a collective reads its buffer when its stream runs it */
+	float one = 1.f, two = 2.f;
+	float *lz = (float *)dev_put(&one, 4);
+	ncclAllReduce(lz, lz, 1, ncclFloat32, ncclSum, c, s);
+	cudaMemcpy(lz, &two, 4, cudaMemcpyHostToDevice); /* the legacy stream: s is non-blocking */
+	cudaStreamSynchronize(s);
+	get_as(got, lz, 1, 0);
+	if (lazy_on())
+		check(got[0] == 2.f * (float)R, "a deferred ncclAllReduce reads its buffer when its stream runs it");
+	cudaFree(lz);
+	check(ncclCommDestroy(c) == ncclSuccess, "ncclCommDestroy");
+	cudaStreamDestroy(s);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+#ifdef EMU_HAVE_MPI
+	/* started by mpirun: join its world (the library does so in comm.c) */
+	if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_SIZE")) {
+		MPI_Init(&argc, &argv);
+		MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+		MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+	}
+#else
+	(void)argc, (void)argv;
+#endif
+	printf("# cuda-emu self-test (schedule %s, rank %d of %d)\n", emu_sched_name(), world_rank, world_size);
 	planted();
 	intrinsics();
 	intrinsics_check();
@@ -796,6 +1144,15 @@ int main(void)
 	dnn();
 	nccl();
 	misuse();
+	lazy();
+#ifdef EMU_HAVE_MPI
+	if (world_size > 1)
+		nccl_ranks();
+	int mpi = 0;
+	MPI_Initialized(&mpi);
+	if (mpi)
+		MPI_Finalize();
+#endif
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
