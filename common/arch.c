@@ -939,7 +939,38 @@ mfr_arch *mfr_arch_load(const char *spec, mfr_error *e)
 	return a;
 }
 
-/* ---- a layer's shapes and saved values at batch N, for the executors ---- */
+/* ---- what the executors share: readers, inference merges, a layer's shapes
+ * and saved values at batch N ---- */
+
+int mfr_arch_users(const mfr_arch *a, int i)
+{
+	int users = 0;
+	for (int j = 0; j < a->n_layers; j++)
+		for (int k = 0; k < a->layers[j].n_in; k++)
+			users += a->layers[j].in[k] == i;
+	for (int k = 0; k < a->n_outputs; k++)
+		users += a->outputs[k] == i;
+	return users;
+}
+
+void mfr_arch_inference_merges(const mfr_arch *a, int *fold_bn, uint8_t *inplace)
+{
+	int nl = a->n_layers;
+	for (int i = 0; i < nl; i++) {
+		fold_bn[i] = -1;
+		inplace[i] = 0;
+	}
+	for (int b = 0; b < nl; b++) {
+		const mfr_layer *B = &a->layers[b];
+		if (B->op == MFR_OP_BN && a->layers[B->in[0]].op == MFR_OP_CONV && mfr_arch_users(a, B->in[0]) == 1)
+			fold_bn[B->in[0]] = b;
+	}
+	for (int i = 0; i < nl; i++) {
+		const mfr_layer *L = &a->layers[i];
+		if ((L->op == MFR_OP_PRELU || L->op == MFR_OP_RELU) && L->in[0] != 0 && mfr_arch_users(a, L->in[0]) == 1)
+			inplace[i] = 1; /* never overwrite the input image */
+	}
+}
 
 size_t mfr_layer_save_len(const mfr_layer *L, int N)
 {

@@ -154,6 +154,17 @@ char *mfr_arch_eng(char buf[16], uint64_t v);
  * rest): the executors' save blocks (net.c in mfr_real, gnet.c in float). */
 size_t mfr_layer_save_len(const mfr_layer *L, int N);
 
+/* Readers of layer i's output: the layers that take it as an input (once
+ * per input slot) and the network's outputs that name it. */
+int mfr_arch_users(const mfr_arch *a, int i);
+
+/* What an inference executor merges (net.c and gnet.c alike), arrays of
+ * n_layers: fold_bn[c] = the bn that reads conv c's output when it is that
+ * output's only reader (folded into the conv's weights and bias), else -1;
+ * inplace[i] = 1 for a prelu or relu whose input has no other reader and
+ * is not the input image (it may overwrite its input). */
+void mfr_arch_inference_merges(const mfr_arch *a, int *fold_bn, uint8_t *inplace);
+
 /* The sizes of conv, pool (maxpool, avgpool) or pad layer L at batch N, as
  * the layer functions take them (layers_spatial.h). Returns 0, or -1 when
  * they are invalid (a parsed arch's layers never are). */

@@ -14,7 +14,10 @@
  * refreshed from the master block when it has changed. A net built for
  * inference keeps only live activations: layers share slots once their
  * readers have run (the outputs keep theirs), so a large batch costs a few
- * feature maps per image, not the whole network's.
+ * feature maps per image, not the whole network's; it also folds each bn
+ * that alone reads a conv into that conv's weights and bias, and runs a
+ * prelu or relu that alone reads its input in place (the CPU executor's
+ * merges: mfr_arch_inference_merges).
  *
  * Mixed precision is the caller's scheme around this: a backward seeded with
  * dLoss/dout x S leaves gradients x S (the caller checks them for overflow

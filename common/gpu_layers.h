@@ -41,7 +41,14 @@ void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *do
 			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
 			  mfr_dtype t, mfr_gpu *g);
 
-/* ---- PReLU over M rows of C channels: slope (C) ---- */
+/* A conv followed by an inference bn as one conv (the CPU's fold in net.c,
+ * its double arithmetic): per output channel c of out, s = gamma[c] /
+ * sqrt(var[c] + eps); fw (out x per, OIHW fp32) = w s; fb[c] = (bias[c] (0
+ * when bias is NULL) - mean[c]) s + beta[c]. */
+void mfr_bn_fold_cuda(float *fw, float *fb, const float *w, const float *bias, const float *gamma, const float *beta,
+		      const float *mean, const float *var, int out, size_t per, double eps, mfr_gpu *g);
+
+/* ---- PReLU over M rows of C channels: slope (C); out may be in ---- */
 void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g);
 /* din (M,C) +=; dslope (C) += sum over in <= 0 of dout*in. */
 void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const void *in, const float *slope, int M,

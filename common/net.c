@@ -213,55 +213,6 @@ out:
 	return total;
 }
 
-/* Marks the conv -> bn pairs an inference net folds (see fold_bn). */
-static void find_folds(MFR_NET_T *n)
-{
-	const mfr_arch *a = n->a;
-	int nl = a->n_layers;
-	for (int i = 0; i < nl; i++)
-		n->fold_bn[i] = -1;
-	if (n->training)
-		return;
-	for (int b = 0; b < nl; b++) {
-		const mfr_layer *B = &a->layers[b];
-		if (B->op != MFR_OP_BN)
-			continue;
-		int c = B->in[0], users = 0;
-		if (a->layers[c].op != MFR_OP_CONV)
-			continue;
-		for (int i = 0; i < nl; i++)
-			for (int k = 0; k < a->layers[i].n_in; k++)
-				users += a->layers[i].in[k] == c;
-		for (int k = 0; k < a->n_outputs; k++)
-			users += a->outputs[k] == c;
-		if (users == 1)
-			n->fold_bn[c] = b;
-	}
-	for (int i = 0; i < nl; i++) {
-		const mfr_layer *L = &a->layers[i];
-		if (L->op != MFR_OP_PRELU && L->op != MFR_OP_RELU)
-			continue;
-		int src = L->in[0], users = 0;
-		for (int j = 0; j < nl; j++)
-			for (int k = 0; k < a->layers[j].n_in; k++)
-				users += a->layers[j].in[k] == src;
-		for (int k = 0; k < a->n_outputs; k++)
-			users += a->outputs[k] == src;
-		n->inplace[i] = users == 1 && src != 0; /* never overwrite the input image */
-	}
-}
-
-/* Users of layer i's output, counting the network's outputs. */
-static int users_of(const mfr_arch *a, int i)
-{
-	int users = 0;
-	for (int j = 0; j < a->n_layers; j++)
-		for (int k = 0; k < a->layers[j].n_in; k++)
-			users += a->layers[j].in[k] == i;
-	for (int k = 0; k < a->n_outputs; k++)
-		users += a->outputs[k] == i;
-	return users;
-}
 
 /* Marks the adds of two operands that an inference net on oneDNN computes
  * as a sum post-op (see fuse): operand q comes from a conv (its bn folded or
@@ -286,7 +237,7 @@ static void find_fusions(MFR_NET_T *n)
 			if (a->layers[q].op == MFR_OP_BN && n->fold_bn[a->layers[q].in[0]] == q)
 				c = a->layers[q].in[0];
 			if (a->layers[c].op != MFR_OP_CONV || (c == q && n->fold_bn[c] >= 0) || n->fuse[c] >= 0 ||
-			    users_of(a, q) != 1 || p == q || p == 0 || p > c)
+			    mfr_arch_users(a, q) != 1 || p == q || p == 0 || p > c)
 				continue;
 			int late = 0; /* another reader of p at or after the conv, or p an output */
 			for (int j = c; j < nl; j++)
@@ -373,7 +324,11 @@ MFR_NET_T *MFR_NET(new)(const mfr_arch *a, int max_batch, int training, mfr_erro
 	    !(n->inplace = zalloc((size_t)nl, 1, e)) || !(n->fuse = zalloc((size_t)nl, sizeof *n->fuse, e)) ||
 	    !(n->lay = zalloc((size_t)nl, 1, e)))
 		goto fail;
-	find_folds(n);
+	if (training)
+		for (int i = 0; i < nl; i++)
+			n->fold_bn[i] = -1;
+	else /* conv -> bn pairs folded, prelu/relu in place */
+		mfr_arch_inference_merges(a, n->fold_bn, n->inplace);
 #ifndef MFR_REAL_DOUBLE
 	if (!training)
 		n->blk = mfr_cpu_block();

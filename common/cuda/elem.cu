@@ -341,6 +341,18 @@ __global__ static void bn_din_kernel(void *din, const void *dout, const void *in
 
 /* ---- PReLU ---- */
 
+__global__ static void bn_fold_kernel(float *fw, float *fb, const float *w, const float *bias, const float *gamma,
+				      const float *beta, const float *mean, const float *var, size_t per, size_t n, double eps)
+{
+	MFR_FOR(i, n) {
+		size_t c = i / per;
+		double s = gamma[c] / sqrt((double)var[c] + eps);
+		fw[i] = (float)(w[i] * s);
+		if (i % per == 0)
+			fb[c] = (float)(((bias ? bias[c] : 0) - (double)mean[c]) * s + beta[c]);
+	}
+}
+
 __global__ static void prelu_forward_kernel(void *out, const void *in, const float *slope, int M, int C, int t)
 {
 	MFR_FOR(i, (size_t)M * C) {
@@ -567,6 +579,15 @@ extern "C" {
 
 /* Training: mean (pass 1), then the sum of squared deviations from it
  * (pass 2: no cancellation of E[x^2] - E[x]^2), then normalise. */
+void mfr_bn_fold_cuda(float *fw, float *fb, const float *w, const float *bias, const float *gamma, const float *beta,
+		      const float *mean, const float *var, int out, size_t per, double eps, mfr_gpu *g)
+{
+	size_t n = (size_t)out * per;
+	bn_fold_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(fw, fb, w, bias, gamma, beta, mean, var,
+										    per, n, eps);
+	mfr_gpu_launched(g, "bn fold");
+}
+
 void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_mean, float *running_var,
 			 const void *in, const float *gamma, const float *beta, int M, int C, int training,
 			 double eps, double momentum, mfr_dtype t, mfr_gpu *g)

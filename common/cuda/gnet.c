@@ -27,6 +27,10 @@ struct mfr_gnet {
 	size_t act_bytes;          /* of each of the two blocks */
 	size_t *aoff, *anum;       /* per layer: byte offset, values per image */
 	float *save;               /* what forward keeps for backward, fp32 */
+	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
+	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
+	float *fold;               /* device: per folded conv its weights (OIHW) then bias, fp32 */
+	size_t *foff;
 	size_t *soff;
 	uint8_t *mask;             /* dropout masks */
 	size_t *moff;
@@ -47,24 +51,31 @@ static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
  * given. 256-byte alignment per tensor keeps vector loads and cuDNN happy. */
 #define ALIGN(x) (((x) + 255) & ~(size_t)255)
 typedef struct {
-	size_t params, wc, dwc, act, save, mask;
+	size_t params, wc, dwc, act, save, mask, fold;
 } sizes;
 
 /* Inference keeps only live activations: each layer's output takes the
  * smallest free slot that holds it (or grows the largest free one, or opens
  * a new one), and an input's slot is freed once its last consumer has run
  * (after that consumer's output has its slot, so no layer writes over its
- * own input). Outputs are never freed. Fills aoff (byte offsets) when given;
- * returns the block's bytes, or 0 when out of host memory (aoff then
- * untouched). */
-static size_t plan_slots(const mfr_arch *a, int N, size_t es, size_t *aoff)
+ * own input). A bn folded into its conv and a prelu/relu in place take
+ * their input's slot instead (mfr_arch_inference_merges). Outputs are never
+ * freed. Fills aoff (byte offsets) when given; returns the block's bytes,
+ * or 0 when out of host memory (aoff then untouched). */
+static size_t plan_slots(const mfr_arch *a, int N, size_t es, const int *fold_bn, const uint8_t *inplace,
+			 size_t *aoff)
 {
 	int nl = a->n_layers, nslots = 0;
 	int *last = malloc((size_t)nl * sizeof *last), *slot_of = malloc((size_t)nl * sizeof *slot_of);
-	int *busy = calloc((size_t)nl, sizeof *busy);
+	int *busy = calloc((size_t)nl, sizeof *busy), *root = malloc((size_t)nl * sizeof *root);
 	size_t *cap = calloc((size_t)nl, sizeof *cap), total = 0;
-	if (!last || !slot_of || !busy || !cap)
+	if (!last || !slot_of || !busy || !cap || !root)
 		goto out;
+	for (int i = 0; i < nl; i++)
+		root[i] = inplace[i] ? a->layers[i].in[0] : i;
+	for (int c = 0; c < nl; c++)
+		if (fold_bn[c] >= 0)
+			root[fold_bn[c]] = c;
 	for (int i = 0; i < nl; i++)
 		last[i] = -1;
 	for (int i = 0; i < nl; i++)
@@ -73,6 +84,12 @@ static size_t plan_slots(const mfr_arch *a, int N, size_t es, size_t *aoff)
 	for (int k = 0; k < a->n_outputs; k++)
 		last[a->outputs[k]] = nl;
 	for (int i = 0; i < nl; i++) {
+		if (root[i] != i) { /* its input's slot, which stays busy */
+			slot_of[i] = slot_of[root[i]];
+			if (last[i] < 0)
+				busy[slot_of[i]] = 0;
+			continue;
+		}
 		size_t need = ALIGN(numel(&a->layers[i].shape) * (size_t)N * es);
 		int best = -1, big = -1;
 		for (int s = 0; s < nslots; s++)
@@ -104,12 +121,29 @@ static size_t plan_slots(const mfr_arch *a, int N, size_t es, size_t *aoff)
 		for (int i = 0; i < nl; i++)
 			aoff[i] = base[slot_of[i]];
 out:
-	free(last), free(slot_of), free(busy), free(cap);
+	free(last), free(slot_of), free(busy), free(cap), free(root);
 	return total;
 }
 
-static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *poff, size_t *woff, size_t *aoff,
-		  size_t *anum, size_t *soff, size_t *moff)
+/* Floats of the folded weights and biases of an inference net (fold_bn
+ * from mfr_arch_inference_merges); foff (may be NULL) gets each folded
+ * conv's offset. */
+static size_t fold_len(const mfr_arch *a, const int *fold_bn, size_t *foff)
+{
+	size_t total = 0;
+	for (int i = 0; i < a->n_layers; i++)
+		if (fold_bn[i] >= 0) {
+			if (foff)
+				foff[i] = total;
+			total += ALIGN(((size_t)a->tensors[a->layers[i].first_tensor].count + (size_t)a->layers[i].out) * 4) / 4;
+		}
+	return total;
+}
+
+/* fold_bn and inplace: an inference net's merges (mfr_arch_inference_merges),
+ * NULL for a training net; foff then receives the folded convs' offsets. */
+static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *fold_bn, const uint8_t *inplace,
+		  size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff, size_t *foff)
 {
 	sizes z = {0};
 	for (int i = 0; i < a->n_tensors; i++) {
@@ -138,16 +172,27 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, size_t *pof
 		if (training && L->op == MFR_OP_DROPOUT)
 			z.mask += ALIGN(num * (size_t)N);
 	}
-	if (!training)
-		z.act = plan_slots(a, N, es, aoff);
+	if (!training) {
+		z.act = plan_slots(a, N, es, fold_bn, inplace, aoff);
+		z.fold = fold_len(a, fold_bn, foff);
+	}
 	return z;
 }
 
 size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 {
-	size_t es = mfr_dtype_size(t);
-	sizes z = plan(a, batch, training, es, NULL, NULL, NULL, NULL, NULL, NULL);
-	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4;
+	size_t es = mfr_dtype_size(t), nl = (size_t)a->n_layers;
+	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn);
+	uint8_t *inplace = training ? NULL : malloc(nl);
+	if (!training && (!fold_bn || !inplace)) {
+		free(fold_bn), free(inplace);
+		return SIZE_MAX; /* no host memory to plan with: nothing fits */
+	}
+	if (!training)
+		mfr_arch_inference_merges(a, fold_bn, inplace);
+	sizes z = plan(a, batch, training, es, fold_bn, inplace, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	free(fold_bn), free(inplace);
+	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4 + z.fold * 4;
 	if (training)
 		b += z.params * 4 + z.dwc * es + z.act + z.mask;
 	return b;
@@ -179,13 +224,24 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	if (!(n->poff = calloc((size_t)a->n_tensors + 1, sizeof *n->poff)) ||
 	    !(n->woff = calloc((size_t)nl, sizeof *n->woff)) || !(n->aoff = calloc((size_t)nl, sizeof *n->aoff)) ||
 	    !(n->anum = calloc((size_t)nl, sizeof *n->anum)) || !(n->soff = calloc((size_t)nl, sizeof *n->soff)) ||
-	    !(n->moff = calloc((size_t)nl, sizeof *n->moff)) ||
+	    !(n->moff = calloc((size_t)nl, sizeof *n->moff)) || !(n->fold_bn = calloc((size_t)nl, sizeof *n->fold_bn)) ||
+	    !(n->inplace = calloc((size_t)nl, 1)) || !(n->folded = calloc((size_t)nl, 1)) ||
+	    !(n->foff = calloc((size_t)nl, sizeof *n->foff)) ||
 	    !(n->inbuf = calloc((size_t)maxin, sizeof *n->inbuf)) ||
 	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
-	sizes z = plan(a, max_batch, training, n->es, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff);
+	if (training)
+		for (int i = 0; i < nl; i++)
+			n->fold_bn[i] = -1;
+	else
+		mfr_arch_inference_merges(a, n->fold_bn, n->inplace);
+	for (int i = 0; i < nl; i++)
+		if (n->fold_bn[i] >= 0)
+			n->folded[n->fold_bn[i]] = 1;
+	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace, n->poff,
+		       n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
 	n->act_bytes = z.act;
 	if (!z.act) {
@@ -193,7 +249,8 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 		goto fail;
 	}
 	if (!(n->params = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->wc = mfr_gpu_alloc(g, z.wc * n->es, e)) ||
-	    !(n->act = mfr_gpu_alloc(g, z.act, e)) || !(n->save = mfr_gpu_alloc(g, z.save * 4, e)))
+	    !(n->act = mfr_gpu_alloc(g, z.act, e)) || !(n->save = mfr_gpu_alloc(g, z.save * 4, e)) ||
+	    (z.fold && !(n->fold = mfr_gpu_alloc(g, z.fold * 4, e))))
 		goto fail;
 	if (mfr_gpu_zero(g, n->params, z.params * 4, e) < 0)
 		goto fail;
@@ -221,6 +278,11 @@ void mfr_gnet_free(mfr_gnet *n)
 	mfr_gpu_free(g, n->dact);
 	mfr_gpu_free(g, n->save);
 	mfr_gpu_free(g, n->mask);
+	mfr_gpu_free(g, n->fold);
+	free(n->fold_bn);
+	free(n->inplace);
+	free(n->folded);
+	free(n->foff);
 	free(n->poff);
 	free(n->woff);
 	free(n->aoff);
@@ -275,7 +337,16 @@ static int refresh_weights(mfr_gnet *n, mfr_error *e)
 			mfr_conv_shape s;
 			if (mfr_layer_conv_shape(L, 1, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
-			mfr_conv_weight_cuda(WC(i), P(L, 0), &s, n->t, n->g);
+			const float *w = P(L, 0);
+			if (n->fold_bn[i] >= 0) { /* bn folded in: scaled weights, then a bias */
+				const mfr_layer *B = &a->layers[n->fold_bn[i]];
+				float *fw = n->fold + n->foff[i];
+				mfr_bn_fold_cuda(fw, fw + a->tensors[L->first_tensor].count, w, L->bias ? P(L, 1) : NULL, P(B, 0),
+						 P(B, 1), P(B, 2), P(B, 3), L->out, (size_t)a->tensors[L->first_tensor].count / (size_t)L->out,
+						 B->eps, n->g);
+				w = fw;
+			}
+			mfr_conv_weight_cuda(WC(i), w, &s, n->t, n->g);
 		} else if (L->op == MFR_OP_LINEAR) {
 			mfr_convert_cuda(WC(i), n->t, P(L, 0), MFR_F32, wc_len(a, L), n->g);
 		}
@@ -315,11 +386,17 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			mfr_conv_shape s;
 			if (mfr_layer_conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
-			if (mfr_conv_forward_cuda(out, in, WC(i), L->bias ? P(L, 1) : NULL, &s, t, g, e) < 0)
+			const float *b = L->bias ? P(L, 1) : NULL;
+			if (n->fold_bn[i] >= 0)
+				b = n->fold + n->foff[i] + a->tensors[L->first_tensor].count;
+			if (mfr_conv_forward_cuda(out, in, WC(i), b, &s, t, g, e) < 0)
 				return -1;
 			break;
 		}
 		case MFR_OP_BN:
+			if (n->folded[i]) /* in its conv's weights and bias; its output is the conv's */
+				break;
+			/* fall through */
 		case MFR_OP_BN1D:
 			mfr_bn_forward_cuda(out, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C, training, L->eps,
 					    L->momentum, t, g);

@@ -4,7 +4,9 @@
  * running statistics, input gradient and parameter gradients — in fp32 to
  * float rounding, in fp16 and bf16 to their rounding. TINY uses every op of
  * the .arch format; HEAD is iresnet's head (dropout on a map, flatten into a
- * linear), where NHWC vs NCHW order matters. Skips without a GPU. */
+ * linear), where NHWC vs NCHW order matters. Inference nets too (live
+ * slots, conv -> bn folded, prelu/relu in place) against the CPU's
+ * inference. Skips without a GPU. */
 #include "gpu_check.h" /* defines: gcheck_*, CHECK */
 
 #ifdef MFR_HAVE_CUDA
@@ -130,6 +132,75 @@ out:
 	mfr_net_free(cn);
 	mfr_arch_free(a);
 }
+
+/* An inference net on both sides (the GPU's keeps live slots only, folds
+ * conv -> bn pairs into the conv and runs prelu/relu in place; the CPU's
+ * folds too) from parameters whose running statistics a training forward
+ * has moved off 0 and 1, so the fold has something to fold: the outputs at
+ * batches max_batch and 1 agree, to the tolerances of compare. */
+static void compare_inference(mfr_gpu *g, const char *name, const char *text, int N, mfr_dtype t)
+{
+	char what[160];
+	mfr_error e = {{0}};
+	mfr_arch *a = parse(text);
+	CHECK(a != NULL);
+	if (!a)
+		return;
+	double tol = t == MFR_F32 ? 2e-4 : t == MFR_F16 ? 3e-2 : 1.5e-1;
+	mfr_net *tn = mfr_net_new(a, N, 1, &e), *cn = mfr_net_new(a, N, 0, &e);
+	mfr_gnet *gn = mfr_gnet_new(g, a, N, 0, t, &e);
+	CHECK(tn && cn && gn);
+	if (!tn || !cn || !gn) {
+		fprintf(stderr, "    %s\n", e.msg);
+		goto out;
+	}
+	mfr_net_set_reference(tn, 1);
+	mfr_net_set_reference(cn, 1);
+	mfr_net_init(tn, 8);
+	const mfr_layer *in = &a->layers[0];
+	int C = in->shape.c, HW = in->shape.h * in->shape.w;
+	size_t xn = (size_t)N * C * HW, P = mfr_net_param_total(tn);
+	float *x = gcheck_xmalloc(xn * sizeof *x);
+	gcheck_fill(x, xn, 12, 2.0f);
+	CHECK(mfr_net_forward(tn, x, N, 1, 5, &e) == 0); /* running statistics move */
+	float *params = mfr_net_params(cn);
+	memcpy(params, mfr_net_params(tn), P * sizeof *params);
+	gcheck_round(params, P, t);
+	gcheck_fill(x, xn, 13, 1.5f);
+	gcheck_round(x, xn, t);
+	if (mfr_gnet_put_params(gn, params, &e) < 0)
+		gcheck_die("put params", &e);
+	void *dx = gcheck_put_nhwc(g, x, N, C, HW, t);
+	for (int batch = N; batch >= 1; batch = batch > 1 ? 1 : 0) {
+		CHECK(mfr_net_forward(cn, x, batch, 0, 0, &e) == 0);
+		if (mfr_gnet_forward(gn, dx, batch, 0, 0, &e) < 0)
+			gcheck_die("gnet inference", &e);
+		for (int k = 0; k < a->n_outputs; k++) {
+			size_t dim, gdim;
+			float *want = mfr_net_output(cn, k, &dim);
+			void *got_d = mfr_gnet_output(gn, k, &gdim);
+			CHECK(dim == gdim);
+			const mfr_layer *O = &a->layers[a->outputs[k]];
+			float *got = gcheck_xmalloc((size_t)batch * dim * sizeof *got);
+			gcheck_get_nchw(g, got, got_d, batch, O->shape.c, O->shape.h * O->shape.w, t);
+			snprintf(what, sizeof what, "%s %s inference output %d at batch %d", name, mfr_dtype_name(t), k, batch);
+			gcheck_close(what, got, want, (size_t)batch * dim, tol);
+			free(got);
+		}
+	}
+	/* the live-slot plan is what it claims: far less than a block per layer */
+	snprintf(what, sizeof what, "%s %s inference plan %zu bytes < training's %zu", name, mfr_dtype_name(t),
+		 mfr_gnet_bytes(a, 256, 0, t), mfr_gnet_bytes(a, 256, 1, t));
+	if (check_report(mfr_gnet_bytes(a, 256, 0, t) < mfr_gnet_bytes(a, 256, 1, t) / 2, what, __FILE__, __LINE__))
+		printf("ok %s\n", what);
+	mfr_gpu_free(g, dx);
+	free(x);
+out:
+	mfr_gnet_free(gn);
+	mfr_net_free(cn);
+	mfr_net_free(tn);
+	mfr_arch_free(a);
+}
 #endif
 
 int main(void)
@@ -145,6 +216,10 @@ int main(void)
 			compare(g, "head", HEAD, 3, types[k]);
 		}
 		compare(g, "tiny batch 2", TINY, 2, MFR_F32);
+		for (int k = 0; k < 3; k++) {
+			compare_inference(g, "tiny", TINY, 4, types[k]);
+			compare_inference(g, "head", HEAD, 3, types[k]);
+		}
 		mfr_gpu_close(g);
 	}
 #endif
