@@ -98,7 +98,7 @@ same_weights() {
 
 @test "gpu: fp16 training learns (the loss falls) with the default loss scale" {
 	mfr-synth -n 41 -m 10 -s 3 -o train.mfr --index 2>/dev/null
-	run -0 mfr-train -a $SMALL --epochs 6 -b 32 --lr 0.4 --device cuda --dtype fp16 --log l.tsv --log-every 5 train.mfr
+	run -0 mfr-train -a $SMALL --epochs 6 -b 32 --lr 0.4 --device cuda --dtype fp16 --log l.tsv --log-every 5 -o f16.mfrm train.mfr
 	first=$(awk -F'\t' 'NR == 2 { print $3 }' l.tsv)
 	last=$(awk -F'\t' 'END { print $3 }' l.tsv)
 	awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a * 0.8) }'
