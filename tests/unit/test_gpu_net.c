@@ -32,6 +32,25 @@ static const char *HEAD =
  * a batch of 4 divides by small standard deviations, which magnifies
  * rounding; fp16 3e-2 and bf16 1.5e-1 — about 30 units of the type's
  * rounding, as every layer's output is rounded to the type again. */
+static double tol_of(mfr_dtype t) { return t == MFR_F32 ? 2e-4 : t == MFR_F16 ? 3e-2 : 1.5e-1; }
+
+/* Output k of both executors' last forward at batch N, compared (what names
+ * it); returns output k's layer. */
+static const mfr_layer *compare_output(mfr_gpu *g, mfr_net *cn, mfr_gnet *gn, const mfr_arch *a, int k, int N,
+				       mfr_dtype t, const char *what)
+{
+	size_t dim, gdim;
+	float *want = mfr_net_output(cn, k, &dim);
+	void *got_d = mfr_gnet_output(gn, k, &gdim);
+	CHECK(dim == gdim);
+	const mfr_layer *O = &a->layers[a->outputs[k]];
+	float *got = gcheck_xmalloc((size_t)N * dim * sizeof *got);
+	gcheck_get_nchw(g, got, got_d, N, O->shape.c, O->shape.h * O->shape.w, t);
+	gcheck_close(what, got, want, (size_t)N * dim, tol_of(t));
+	free(got);
+	return O;
+}
+
 static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_dtype t)
 {
 	char what[160];
@@ -40,7 +59,7 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 	CHECK(a != NULL);
 	if (!a)
 		return;
-	double tol = t == MFR_F32 ? 2e-4 : t == MFR_F16 ? 3e-2 : 1.5e-1;
+	double tol = tol_of(t);
 	mfr_net *cn = mfr_net_new(a, N, 1, &e);
 	mfr_gnet *gn = mfr_gnet_new(g, a, N, 1, t, &e);
 	CHECK(cn && gn);
@@ -73,16 +92,9 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 	const float *cdouts[8] = {0};
 	float *dbuf[8] = {0};
 	for (int k = 0; k < a->n_outputs && k < 8; k++) {
-		size_t dim, gdim;
-		float *want = mfr_net_output(cn, k, &dim);
-		void *got_d = mfr_gnet_output(gn, k, &gdim);
-		CHECK(dim == gdim);
-		const mfr_layer *O = &a->layers[a->outputs[k]];
-		float *got = gcheck_xmalloc((size_t)N * dim * sizeof *got);
-		gcheck_get_nchw(g, got, got_d, N, O->shape.c, O->shape.h * O->shape.w, t);
 		snprintf(what, sizeof what, "%s %s forward output %d", name, mfr_dtype_name(t), k);
-		gcheck_close(what, got, want, (size_t)N * dim, tol);
-		free(got);
+		const mfr_layer *O = compare_output(g, cn, gn, a, k, N, t, what);
+		size_t dim = (size_t)O->shape.c * O->shape.h * O->shape.w;
 		dbuf[k] = gcheck_xmalloc((size_t)N * dim * sizeof *dbuf[k]);
 		gcheck_fill(dbuf[k], (size_t)N * dim, 100 + (uint64_t)k, 1.0f);
 		gcheck_round(dbuf[k], (size_t)N * dim, t);
@@ -146,7 +158,6 @@ static void compare_inference(mfr_gpu *g, const char *name, const char *text, in
 	CHECK(a != NULL);
 	if (!a)
 		return;
-	double tol = t == MFR_F32 ? 2e-4 : t == MFR_F16 ? 3e-2 : 1.5e-1;
 	mfr_net *tn = mfr_net_new(a, N, 1, &e), *cn = mfr_net_new(a, N, 0, &e);
 	mfr_gnet *gn = mfr_gnet_new(g, a, N, 0, t, &e);
 	CHECK(tn && cn && gn);
@@ -176,16 +187,8 @@ static void compare_inference(mfr_gpu *g, const char *name, const char *text, in
 		if (mfr_gnet_forward(gn, dx, batch, 0, 0, &e) < 0)
 			gcheck_die("gnet inference", &e);
 		for (int k = 0; k < a->n_outputs; k++) {
-			size_t dim, gdim;
-			float *want = mfr_net_output(cn, k, &dim);
-			void *got_d = mfr_gnet_output(gn, k, &gdim);
-			CHECK(dim == gdim);
-			const mfr_layer *O = &a->layers[a->outputs[k]];
-			float *got = gcheck_xmalloc((size_t)batch * dim * sizeof *got);
-			gcheck_get_nchw(g, got, got_d, batch, O->shape.c, O->shape.h * O->shape.w, t);
 			snprintf(what, sizeof what, "%s %s inference output %d at batch %d", name, mfr_dtype_name(t), k, batch);
-			gcheck_close(what, got, want, (size_t)batch * dim, tol);
-			free(got);
+			compare_output(g, cn, gn, a, k, batch, t, what);
 		}
 	}
 	/* the live-slot plan is what it claims: far less than a block per layer */
