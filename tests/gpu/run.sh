@@ -9,7 +9,8 @@
 #      launch synchronised (MFR_CUDA_SYNC=1) so a fault names its kernel;
 #   3. runs the tool tests on the GPU (tests/bats/gpu.bats);
 #   4. benchmarks mfr's training step (bench_gpu_train) against PyTorch's
-#      (tests/gpu/torch_ref.py) on the same GPU, network and loss;
+#      (tests/gpu/torch_ref.py) on the same GPU, network and loss, and the
+#      loader alone on the machine's cores (mfr-train --loader-only);
 # printing each table row as it comes and the whole table last. Under $OUT
 # (what the device tool brings back) at most five files: machine.txt,
 # units.log, gpu.bats.log, bench.log, summary.txt.
@@ -134,6 +135,16 @@ if [ "$STAGE" != tests ]; then
 		ratio=$(awk -v a="$mi" -v b="$ti" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
 		row "$name" "mfr ${mi:-fail} img/s ${mm:-?} GiB | torch ${ti:-fail} img/s ${tm:-?} GiB | x$ratio"
 	done
+	# the data path alone on this machine's cores: what a step must not wait
+	# for (raw pixels, as a GPU run's loader hands them out)
+	if [ "${QUICK:-0}" != 1 ] && [ "$(left)" -ge 60 ]; then
+		nt=$(nproc)
+		$P/bin/mfr-synth -n 200 -m 20 -j "$nt" -o "$TMP/faces.mfr" --index 2>>"$TMP/bench.err"
+		l=$(timeout 40 $P/bin/mfr-train --loader-only -b 128 --loader-threads "$nt" --max-steps 30 "$TMP/faces.mfr" 2>&1 |
+			grep 'loader alone' | tail -n 1)
+		echo "$l" >>"$OUT/bench.log"
+		row "loader alone (b128, $nt decode threads)" "$(echo "$l" | sed -n 's/.*: \([0-9.]*\) img\/s per rank.*/\1 img\/s/p')"
+	fi
 	if [ "${QUICK:-0}" != 1 ]; then
 		if [ "$(left)" -lt 150 ]; then
 			row "largest classes at PFC 0.1 (r50 b128 fp16)" "not run: out of time"
