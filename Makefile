@@ -216,7 +216,7 @@ fuzz:
 	@echo "fuzzers in build/fuzz; corpora in tests/fuzz/corpus/<name>"
 
 # Installs the Debian packages the project needs, when missing.
-DEB_PKGS := build-essential pkg-config libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin bats clang libdnnl-dev libclang-rt-14-dev
+DEB_PKGS := build-essential pkg-config python3 libturbojpeg0-dev libpng-dev libopenmpi-dev openmpi-bin bats clang libdnnl-dev libclang-rt-14-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "deps: all present ($(DEB_PKGS))"; \

@@ -117,6 +117,15 @@ int mfr_gpu_sync(mfr_gpu *g, mfr_error *e);
  * leave it to the caller to call this after a sequence of them. */
 int mfr_gpu_check(mfr_gpu *g, const char *what, mfr_error *e);
 
+/* What g holds besides the caller's allocations, at most: the cuBLAS
+ * workspace mfr_gpu_open allocates (32 MiB from compute capability 9.0, as
+ * cuBLAS recommends, 4 MiB before; cuBLAS allocates nothing of its own
+ * then), and the shared scratch: cuDNN workspaces are refused above
+ * MFR_GPU_CONV_WORKSPACE_MAX, and the layers' reductions ask for a few MiB
+ * (channels x partial sums). The memory planner counts their sum. */
+#define MFR_GPU_BLAS_WORKSPACE_MAX ((size_t)32 << 20)
+#define MFR_GPU_CONV_WORKSPACE_MAX ((size_t)256 << 20)
+
 /* A scratch buffer of at least bytes bytes on the device, shared by every
  * launcher of g (cuDNN workspaces, reductions): valid until the next call
  * that asks for scratch. Grows, never shrinks. NULL with e filled. */

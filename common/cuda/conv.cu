@@ -430,11 +430,12 @@ static cudnnStatus_t workspace_size(mfr_gpu *g, const conv_desc *d, int dir, int
 							      (cudnnConvolutionBwdFilterAlgo_t)algo, ws);
 }
 
-/* The most workspace an algorithm may ask for: 256 MiB, less when the
- * device is short of memory, more when the shared scratch is larger anyway. */
+/* The most workspace an algorithm may ask for: MFR_GPU_CONV_WORKSPACE_MAX
+ * (what the memory planner counts), less when the device is short of
+ * memory, more when the shared scratch is larger anyway. */
 static size_t workspace_limit(mfr_gpu *g)
 {
-	size_t f = 0, total = 0, lim = (size_t)256 << 20;
+	size_t f = 0, total = 0, lim = MFR_GPU_CONV_WORKSPACE_MAX;
 	mfr_gpu_memory(g, &f, &total);
 	if (f / 4 < lim)
 		lim = f / 4;

@@ -47,6 +47,11 @@ static int open_handles(mfr_gpu *g, mfr_error *e)
 	MFR_CUDA_CHECK(e, cudaEventCreateWithFlags(&g->ev_side, cudaEventDisableTiming));
 	MFR_CUBLAS_CHECK(e, cublasCreate(&g->blas));
 	MFR_CUBLAS_CHECK(e, cublasSetStream(g->blas, g->stream));
+	/* after SetStream, which drops a workspace set before it */
+	g->blas_ws_bytes = g->cc >= 90 ? MFR_GPU_BLAS_WORKSPACE_MAX : MFR_GPU_BLAS_WORKSPACE_MAX / 8;
+	MFR_CUDA_CHECK(e, cudaMalloc(&g->blas_ws, g->blas_ws_bytes));
+	g->used = g->peak = g->blas_ws_bytes;
+	MFR_CUBLAS_CHECK(e, cublasSetWorkspace(g->blas, g->blas_ws, g->blas_ws_bytes));
 	MFR_CUDNN_CHECK(e, cudnnCreate(&g->dnn));
 	MFR_CUDNN_CHECK(e, cudnnSetStream(g->dnn, g->stream));
 	mfr_gpu_set_tf32(g, 0);
@@ -95,6 +100,8 @@ void mfr_gpu_close(mfr_gpu *g)
 		cudnnDestroy(g->dnn);
 	if (g->blas)
 		cublasDestroy(g->blas);
+	if (g->blas_ws)
+		cudaFree(g->blas_ws);
 	if (g->ev_main)
 		cudaEventDestroy(g->ev_main);
 	if (g->ev_side)

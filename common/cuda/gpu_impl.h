@@ -30,6 +30,8 @@ struct mfr_gpu {
 	cudaEvent_t ev_main, ev_side; /* the order between the two */
 	cublasHandle_t blas;
 	cudnnHandle_t dnn;
+	void *blas_ws;          /* cuBLAS's workspace, ours (counted in used) */
+	size_t blas_ws_bytes;
 	int tf32;
 	int sync_each;          /* MFR_CUDA_SYNC=1: wait after every launch */
 	void *scratch;

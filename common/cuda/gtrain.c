@@ -15,7 +15,9 @@
 #define SCALE_START 65536.0  /* GradScaler's: 2^16 */
 #define SCALE_GROWTH 2000    /* clean steps before the scale doubles */
 #define MFR_GTRAIN_MAX_OUTPUTS 64 /* outputs of an architecture the step feeds (only the first gets a gradient) */
-#define SCRATCH_GUESS (256.0 * 1024 * 1024) /* cuDNN workspaces and layer scratch */
+/* cuBLAS's workspace and the shared scratch (gpu.h), with 16 MiB for the
+ * layers' reductions beside a full cuDNN workspace */
+#define WORKSPACES ((double)MFR_GPU_BLAS_WORKSPACE_MAX + (double)MFR_GPU_CONV_WORKSPACE_MAX + (16 << 20))
 #define BUCKET_BYTES ((size_t)25 << 20)      /* DDP's default gradient bucket */
 
 struct mfr_gtrain {
@@ -59,7 +61,7 @@ double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_
 	double G = (double)batch * k;
 	return (double)mfr_gnet_bytes(a, batch, 1, t) + (double)P * 4 /* momentum */ +
 	       (double)mfr_gpfc_bytes(classes, d, rate, (int)G, k) + x * ((raw ? 1 : 4) + mfr_dtype_size(t)) +
-	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + SCRATCH_GUESS;
+	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + WORKSPACES;
 }
 
 /* Cuts the gradient block into buckets of about c.bucket_bytes at layer
@@ -134,9 +136,10 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		goto fail;
 	mfr_gpu_set_tf32(t->g, c->tf32);
 	double need = mfr_gtrain_bytes(a, d, c->batch, c->dtype, c->classes, c->sample_rate, t->k, c->raw);
-	size_t free_b = 0, total_b = 0;
+	size_t free_b = 0, total_b = 0, held = 0;
 	mfr_gpu_memory(t->g, &free_b, &total_b);
-	if (need > (double)free_b) {
+	mfr_gpu_usage(t->g, &held, NULL); /* the cuBLAS workspace need counts is taken already */
+	if (need - (double)held > (double)free_b) {
 		mfr_fail(e, "GPU %d (%s) has %.2f GiB free of %.2f; this run needs about %.2f GiB per rank (see --plan): "
 			    "more ranks, a smaller --batch or a lower --sample-rate",
 			 c->device, mfr_gpu_name(t->g), free_b / 1073741824.0, total_b / 1073741824.0, need / 1073741824.0);

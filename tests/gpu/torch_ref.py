@@ -822,7 +822,7 @@ def build_modules():
                 if self.mods[i] is not None:
                     if self.fp32_head and op in ("linear", "bn1d"):
                         # insightface: fc and features in fp32, outside autocast
-                        with torch.autocast("cuda", enabled=False):
+                        with torch.autocast(y.device.type, enabled=False):
                             y = self.mods[i](y.float())
                     else:
                         y = self.mods[i](y)
@@ -991,7 +991,7 @@ class Trainer:
         dgen = torch.Generator(device=device)
         dgen.manual_seed(seed + 1)
         self.fc = PartialFC(classes, self.dim, rate, batch, args, device, dgen)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.autocast = dtype in (torch.float16, torch.bfloat16)
         c, h, w = a.layers[0].shape.c, a.layers[0].shape.h, a.layers[0].shape.w
         P = args.pool
@@ -1006,7 +1006,8 @@ class Trainer:
         if self.args.memory_format == "channels_last":
             x = x.contiguous(memory_format=torch.channels_last)
         y = self.labels[t % P]
-        with torch.autocast("cuda", dtype=self.dtype if self.autocast else torch.float16, enabled=self.autocast):
+        with torch.autocast(self.device.type, dtype=self.dtype if self.autocast else torch.bfloat16,
+                            enabled=self.autocast):
             emb = self.net(x)
         f = emb.detach().float().requires_grad_(True)
         loss = self.fc.forward_backward(f, y)  # fp32, outside autocast
@@ -1023,6 +1024,9 @@ class Trainer:
 
 
 def device_info():
+    if not torch.cuda.is_initialized():  # --device cpu
+        return {"device": "cpu", "device_memory_bytes": None, "torch": torch.__version__, "cuda": None,
+                "cudnn": None}
     p = torch.cuda.get_device_properties(0)
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {"device": p.name, "device_memory_bytes": int(p.total_memory), "torch": torch.__version__,
@@ -1034,6 +1038,10 @@ DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 def setup(args):
     import_torch()
+    if args.device == "cpu":  # a pre-flight of this script where there is no GPU: no timing worth reading
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        args.tf32_state = "cpu"
+        return torch.device("cpu")
     if not torch.cuda.is_available():
         print("torch_ref: no CUDA device (torch.cuda.is_available() is False)", file=sys.stderr)
         sys.exit(2)
@@ -1061,22 +1069,26 @@ def run_train(a, args, label):
     tr = Trainer(a, args, args.classes, rate, args.batch, dev, dtype, args.seed)
     check_params(a, tr, args, label)
     losses = []
+    cuda = dev.type == "cuda"
     for t in range(args.warmup):
         losses.append(tr.step(t))
-    torch.cuda.synchronize()
-    peak_all = torch.cuda.max_memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    peak_all = 0
+    if cuda:
+        torch.cuda.synchronize()
+        peak_all = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0.record()
     wall = time.perf_counter()
-    t0.record()
     for t in range(args.warmup, args.warmup + args.steps):
         losses.append(tr.step(t))
-    t1.record()
-    t1.synchronize()
+    if cuda:
+        t1.record()
+        t1.synchronize()
     wall = time.perf_counter() - wall
-    ms = t0.elapsed_time(t1)
-    peak = torch.cuda.max_memory_allocated()
-    reserved = torch.cuda.max_memory_reserved()
+    ms = t0.elapsed_time(t1) if cuda else wall * 1000.0
+    peak = torch.cuda.max_memory_allocated() if cuda else 0  # no allocator statistics on the CPU
+    reserved = torch.cuda.max_memory_reserved() if cuda else 0
     lv = torch.stack(losses).float().cpu().tolist() if losses else []
     finite = all(math.isfinite(v) for v in lv)
     ips = args.steps * args.batch / (ms / 1000.0) if args.steps and ms > 0 else 0.0
@@ -1145,6 +1157,9 @@ def _probe(a, args, classes, rate, dev, dtype):
 
 
 def run_max_classes(a, args, label):
+    if args.device == "cpu":
+        print("torch_ref: --max-classes measures GPU memory: it needs --device cuda", file=sys.stderr)
+        sys.exit(2)
     dev = setup(args)
     dtype = getattr(torch, DTYPES[args.dtype])
     rate = 0.1 if args.sample_rate is None else args.sample_rate
@@ -1353,6 +1368,9 @@ def main(argv=None):
     ap.add_argument("--pool", type=int, default=16, help="batches of synthetic data on the device (default 16)")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="--max-classes: search time cap (default 60)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cuda (default) or cpu: this script's pre-flight where there is no GPU (fp32 or bf16; "
+                         "times and memory mean nothing there)")
     args = ap.parse_args(argv)
 
     if args.describe or args.print_arch:
