@@ -36,10 +36,13 @@ extern "C" {
 void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_mean, float *running_var,
 			 const void *in, const float *gamma, const float *beta, int M, int C, int training,
 			 double eps, double momentum, mfr_dtype t, mfr_gpu *g);
-/* As mfr_batchnorm_backward_ref: din (M,C) +=, dgamma, dbeta (C) +=. */
+/* As mfr_batchnorm_backward_ref: din (M,C) += (acc = 1) or = (acc = 0: din
+ * is not read, so a fresh buffer needs no zeroing; the executor's first
+ * writer of a gradient), dgamma, dbeta (C) +=. The other backward launchers
+ * with an acc argument take it the same way. */
 void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *dout, const void *in,
 			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
-			  mfr_dtype t, mfr_gpu *g);
+			  int acc, mfr_dtype t, mfr_gpu *g);
 
 /* A conv followed by an inference bn as one conv (the CPU's fold in net.c,
  * its double arithmetic): per output channel c of out, s = gamma[c] /
@@ -50,20 +53,21 @@ void mfr_bn_fold_cuda(float *fw, float *fb, const float *w, const float *bias, c
 
 /* ---- PReLU over M rows of C channels: slope (C); out may be in ---- */
 void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g);
-/* din (M,C) +=; dslope (C) += sum over in <= 0 of dout*in. */
+/* din (M,C) += or = (acc); dslope (C) += sum over in <= 0 of dout*in. */
 void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const void *in, const float *slope, int M,
-			     int C, mfr_dtype t, mfr_gpu *g);
+			     int C, int acc, mfr_dtype t, mfr_gpu *g);
 
 /* ---- ReLU, sigmoid, add on n values (any layout) ----
  * Backward of relu and sigmoid reads the forward's OUTPUT. out may alias in
  * (relu, sigmoid) or a/b (add). */
 void mfr_relu_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g);
-void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g);
+void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, int acc, mfr_dtype t,
+			    mfr_gpu *g);
 void mfr_sigmoid_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g);
 void mfr_sigmoid_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g);
 void mfr_add_forward_cuda(void *out, const void *a, const void *b, size_t n, mfr_dtype t, mfr_gpu *g);
-/* da += dout, db += dout; either may be NULL. */
-void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, mfr_dtype t, mfr_gpu *g);
+/* da += dout, db += dout (or =, acc); either may be NULL. */
+void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, int acc, mfr_dtype t, mfr_gpu *g);
 
 /* ---- channel concat of k inputs over M rows: in[i] (M,C[i]) -> out (M,sum C) ----
  * in and C are host arrays of device pointers and channel counts. */
@@ -102,9 +106,9 @@ void mfr_chanpad_backward_cuda(void *din, const void *dout, int M, int c, int c2
  * = 1 kept, 0 dropped (=). 0 <= p < 1. */
 void mfr_dropout_forward_cuda(void *out, uint8_t *mask, const void *in, double p, uint64_t seed, int N, int C,
 			      int HW, mfr_dtype t, mfr_gpu *g);
-/* din += dout/(1-p) where mask is 1; n = N*HW*C. */
-void mfr_dropout_backward_cuda(void *din, const void *dout, const uint8_t *mask, double p, size_t n, mfr_dtype t,
-			       mfr_gpu *g);
+/* din += (or =, acc) dout/(1-p) where mask is 1, 0 elsewhere; n = N*HW*C. */
+void mfr_dropout_backward_cuda(void *din, const void *dout, const uint8_t *mask, double p, size_t n, int acc,
+			       mfr_dtype t, mfr_gpu *g);
 
 /* ---- L2 normalisation of each row of (N,D) ----
  * As mfr_l2norm_forward_ref: out = in / max(||in||, eps), norm (N) fp32 =. */
@@ -150,22 +154,23 @@ void mfr_conv_weight_grad_cuda(float *dw, const void *dwc, const mfr_conv_shape 
  * run on tensor cores, fp32 on TF32 only when mfr_gpu_set_tf32 is on. */
 int mfr_conv_forward_cuda(void *out, const void *in, const void *wc, const float *b, const mfr_conv_shape *s,
 			  mfr_dtype t, mfr_gpu *g, mfr_error *e);
-/* Backward: din (N,H,W,Ci) += ; dwc (KRSC, type t) = (WRITTEN: fold it into
- * the master gradient with mfr_conv_weight_grad_cuda); db (Co, fp32) +=. Any
- * of the three may be NULL. */
+/* Backward: din (N,H,W,Ci) += or = (acc; cuDNN's beta); dwc (KRSC, type t)
+ * = (WRITTEN: fold it into the master gradient with
+ * mfr_conv_weight_grad_cuda); db (Co, fp32) +=. Any of the three may be
+ * NULL. */
 int mfr_conv_backward_cuda(void *din, void *dwc, float *db, const void *dout, const void *in, const void *wc,
-			   const mfr_conv_shape *s, mfr_dtype t, mfr_gpu *g, mfr_error *e);
+			   const mfr_conv_shape *s, int acc, mfr_dtype t, mfr_gpu *g, mfr_error *e);
 
 /* ---- linear on cuBLAS: in (N,I) type t, wc (O,I) type t (the compute copy,
  * mfr_convert_cuda of the master), b (O) fp32 or NULL ----
  * out (N,O) type t = in wc^T + b. */
 int mfr_linear_forward_cuda(void *out, const void *in, const void *wc, const float *b, int n, int ni, int no,
 			    mfr_dtype t, mfr_gpu *g, mfr_error *e);
-/* din (N,I) += dout wc; dw (O,I) fp32 += dout^T in (straight into the master
- * gradient, summed in fp32); db (O) fp32 += column sums of dout. Any may be
- * NULL. */
+/* din (N,I) += (or =, acc) dout wc; dw (O,I) fp32 += dout^T in (straight
+ * into the master gradient, summed in fp32); db (O) fp32 += column sums of
+ * dout. Any may be NULL. */
 int mfr_linear_backward_cuda(void *din, float *dw, float *db, const void *dout, const void *in, const void *wc,
-			     int n, int ni, int no, mfr_dtype t, mfr_gpu *g, mfr_error *e);
+			     int n, int ni, int no, int acc, mfr_dtype t, mfr_gpu *g, mfr_error *e);
 
 /* ---- optimizer and loss-scaling helpers on fp32 blocks ----
  * SGD with momentum, PyTorch's form, on n parameters: with gr = grad*gscale,

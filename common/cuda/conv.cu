@@ -527,10 +527,10 @@ static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, 
 }
 
 /* Runs dir on cuDNN with plan p: FWD dst (out) = conv(a = in, b = wc);
- * BWD_DATA dst (din) += from a = dout, b = wc; BWD_FILTER dst (dwc) = from
- * a = dout, b = in. Scaling factors are float for every data type but
- * double. */
-static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, const conv_plan *p, void *dst, const void *a,
+ * BWD_DATA dst (din) += (acc) or = from a = dout, b = wc; BWD_FILTER dst
+ * (dwc) = from a = dout, b = in. Scaling factors are float for every data
+ * type but double. */
+static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, int acc, const conv_plan *p, void *dst, const void *a,
 		     const void *b, mfr_error *e)
 {
 	const float one = 1.f, zero = 0.f;
@@ -542,10 +542,10 @@ static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, const conv_plan *p
 		MFR_CUDNN_CHECK(e, cudnnConvolutionForward(g->dnn, &one, d->x, a, d->w, b, d->c,
 							   (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->ws, &zero, d->y,
 							   dst));
-	else if (dir == BWD_DATA) /* beta 1: din += */
+	else if (dir == BWD_DATA) /* beta 1: din +=, beta 0: din = */
 		MFR_CUDNN_CHECK(e, cudnnConvolutionBackwardData(g->dnn, &one, d->w, b, d->y, a, d->c,
-								(cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->ws, &one,
-								d->x, dst));
+								(cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->ws,
+								acc ? &one : &zero, d->x, dst));
 	else /* beta 0: dwc = */
 		MFR_CUDNN_CHECK(e, cudnnConvolutionBackwardFilter(g->dnn, &one, d->x, b, d->y, a, d->c,
 								  (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->ws,
@@ -555,7 +555,7 @@ static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, const conv_plan *p
 
 /* dir on cuDNN (arguments as run_cudnn): 0 done, 1 when the direct kernels
  * must do it (cuDNN has no algorithm, or MFR_CONV_DIRECT=1), -1 on error. */
-static int conv_cudnn(mfr_gpu *g, int dir, void *dst, const void *a, const void *b, const mfr_conv_shape *s,
+static int conv_cudnn(mfr_gpu *g, int dir, int acc, void *dst, const void *a, const void *b, const mfr_conv_shape *s,
 		      mfr_dtype t, mfr_error *e)
 {
 	conv_desc d;
@@ -569,7 +569,7 @@ static int conv_cudnn(mfr_gpu *g, int dir, void *dst, const void *a, const void 
 	if (rc == 0)
 		rc = plan_for(g, &d, &k, dir, &p, e);
 	if (rc == 0)
-		rc = p.direct ? 1 : run_cudnn(g, &d, dir, &p, dst, a, b, e);
+		rc = p.direct ? 1 : run_cudnn(g, &d, dir, acc, &p, dst, a, b, e);
 	desc_free(&d);
 	return rc;
 }
@@ -601,7 +601,7 @@ int mfr_conv_forward_cuda(void *out, const void *in, const void *wc, const float
 {
 	if (shape_ok(s, e) < 0)
 		return -1;
-	int rc = conv_cudnn(g, FWD, out, in, wc, s, t, e);
+	int rc = conv_cudnn(g, FWD, 0, out, in, wc, s, t, e);
 	if (rc < 0)
 		return -1;
 	if (rc == 1) {
@@ -615,25 +615,27 @@ int mfr_conv_forward_cuda(void *out, const void *in, const void *wc, const float
 }
 
 int mfr_conv_backward_cuda(void *din, void *dwc, float *db, const void *dout, const void *in, const void *wc,
-			   const mfr_conv_shape *s, mfr_dtype t, mfr_gpu *g, mfr_error *e)
+			   const mfr_conv_shape *s, int acc, mfr_dtype t, mfr_gpu *g, mfr_error *e)
 {
 	if (shape_ok(s, e) < 0)
 		return -1;
 	if (db && colsum(g, db, dout, (size_t)s->n * s->ho * s->wo, s->co, t, "conv_backward bias", e) < 0)
 		return -1;
 	if (din) {
-		int rc = conv_cudnn(g, BWD_DATA, din, dout, wc, s, t, e);
+		int rc = conv_cudnn(g, BWD_DATA, acc, din, dout, wc, s, t, e);
 		if (rc < 0)
 			return -1;
 		if (rc == 1) {
 			size_t n = (size_t)s->n * s->h * s->w * s->ci;
+			if (!acc && mfr_gpu_zero(g, din, n * mfr_dtype_size(t), e) < 0) /* the direct kernel adds */
+				return -1;
 			direct_bwd_data_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, wc,
 													  *s, t);
 			mfr_gpu_launched(g, "conv_backward data (direct)");
 		}
 	}
 	if (dwc) {
-		int rc = conv_cudnn(g, BWD_FILTER, dwc, dout, in, s, t, e);
+		int rc = conv_cudnn(g, BWD_FILTER, 0, dwc, dout, in, s, t, e);
 		if (rc < 0)
 			return -1;
 		if (rc == 1) {
@@ -660,12 +662,12 @@ int mfr_linear_forward_cuda(void *out, const void *in, const void *wc, const flo
 }
 
 int mfr_linear_backward_cuda(void *din, float *dw, float *db, const void *dout, const void *in, const void *wc,
-			     int n, int ni, int no, mfr_dtype t, mfr_gpu *g, mfr_error *e)
+			     int n, int ni, int no, int acc, mfr_dtype t, mfr_gpu *g, mfr_error *e)
 {
 	if (n < 1 || ni < 1 || no < 1)
 		return mfr_fail(e, "linear: sizes must be >= 1: got n %d, in %d, out %d", n, ni, no);
-	/* din (n,ni) += dout (n,no) wc (no,ni) */
-	if (din && mfr_gemm_cuda(0, 0, n, ni, no, 1.f, dout, no, wc, ni, 1.f, din, ni, t, t, g, e) < 0)
+	/* din (n,ni) += (or =) dout (n,no) wc (no,ni) */
+	if (din && mfr_gemm_cuda(0, 0, n, ni, no, 1.f, dout, no, wc, ni, acc ? 1.f : 0.f, din, ni, t, t, g, e) < 0)
 		return -1;
 	/* dw (no,ni) fp32 += dout^T (dout stored (n,no)) in (n,ni) */
 	if (dw && mfr_gemm_cuda(1, 0, no, ni, n, 1.f, dout, no, in, ni, 1.f, dw, ni, t, MFR_F32, g, e) < 0)

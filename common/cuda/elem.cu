@@ -327,7 +327,7 @@ __global__ static void bn_grad_sums_kernel(float *sums, float *dgamma, float *db
 
 __global__ static void bn_din_kernel(void *din, const void *dout, const void *in, const float *gamma,
 				     const float *mean, const float *invstd, const float *sums, int M, int C,
-				     int training, int t)
+				     int training, int a, int t)
 {
 	MFR_FOR(i, (size_t)M * C) {
 		int c = (int)(i % (size_t)C);
@@ -335,7 +335,7 @@ __global__ static void bn_din_kernel(void *din, const void *dout, const void *in
 		/* training: the batch statistics depend on every x of the channel */
 		float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
 		float xhat = (ld(in, i, t) - mean[c]) * is;
-		acc(din, i, t, gs * (ld(dout, i, t) - mdy - xhat * mdyx));
+		upd(din, i, t, gs * (ld(dout, i, t) - mdy - xhat * mdyx), a);
 	}
 }
 
@@ -362,11 +362,11 @@ __global__ static void prelu_forward_kernel(void *out, const void *in, const flo
 }
 
 __global__ static void prelu_din_kernel(void *din, const void *dout, const void *in, const float *slope, int M,
-					int C, int t)
+					int C, int a, int t)
 {
 	MFR_FOR(i, (size_t)M * C) {
 		float d = ld(dout, i, t);
-		acc(din, i, t, ld(in, i, t) > 0.f ? d : slope[i % (size_t)C] * d);
+		upd(din, i, t, ld(in, i, t) > 0.f ? d : slope[i % (size_t)C] * d, a);
 	}
 }
 
@@ -390,11 +390,14 @@ __global__ static void relu_forward_kernel(void *out, const void *in, size_t n, 
 	}
 }
 
-__global__ static void relu_backward_kernel(void *din, const void *dout, const void *out, size_t n, int t)
+__global__ static void relu_backward_kernel(void *din, const void *dout, const void *out, size_t n, int a, int t)
 {
-	MFR_FOR(i, n)
+	MFR_FOR(i, n) {
 		if (ld(out, i, t) > 0.f)
-			acc(din, i, t, ld(dout, i, t));
+			upd(din, i, t, ld(dout, i, t), a);
+		else if (!a)
+			st(din, i, t, 0.f);
+	}
 }
 
 __global__ static void sigmoid_forward_kernel(void *out, const void *in, size_t n, int t)
@@ -426,14 +429,14 @@ __global__ static void add_forward_kernel(void *out, const void *a, const void *
 }
 
 /* da, db: either may be NULL (uniform across the grid). */
-__global__ static void add_backward_kernel(void *da, void *db, const void *dout, size_t n, int t)
+__global__ static void add_backward_kernel(void *da, void *db, const void *dout, size_t n, int a, int t)
 {
 	MFR_FOR(i, n) {
 		float d = ld(dout, i, t);
 		if (da)
-			acc(da, i, t, d);
+			upd(da, i, t, d, a);
 		if (db)
-			acc(db, i, t, d);
+			upd(db, i, t, d, a);
 	}
 }
 
@@ -473,11 +476,14 @@ __global__ static void dropout_forward_kernel(void *out, uint8_t *mask, const vo
 }
 
 __global__ static void dropout_backward_kernel(void *din, const void *dout, const uint8_t *mask, float scale,
-					       size_t n, int t)
+					       size_t n, int a, int t)
 {
-	MFR_FOR(i, n)
+	MFR_FOR(i, n) {
 		if (mask[i])
-			acc(din, i, t, ld(dout, i, t) * scale);
+			upd(din, i, t, ld(dout, i, t) * scale, a);
+		else if (!a)
+			st(din, i, t, 0.f);
+	}
 }
 
 /* ---- L2 normalisation: one block per row (blocks stride over rows) ---- */
@@ -617,7 +623,7 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 
 void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *dout, const void *in,
 			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
-			  mfr_dtype t, mfr_gpu *g)
+			  int acc, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
 	chan_plan p = chan_plan_for(g, M, C);
@@ -630,7 +636,7 @@ void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *do
 								  p.rpc, t);
 	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, part, p.nchunk, C);
 	bn_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
-		din, dout, in, gamma, mean, invstd, sums, M, C, training, t);
+		din, dout, in, gamma, mean, invstd, sums, M, C, training, acc, t);
 	mfr_gpu_launched(g, "bn_backward");
 }
 
@@ -643,7 +649,7 @@ void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M
 }
 
 void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const void *in, const float *slope, int M,
-			     int C, mfr_dtype t, mfr_gpu *g)
+			     int C, int acc, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
 	chan_plan p = chan_plan_for(g, M, C);
@@ -654,7 +660,7 @@ void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const v
 								  t);
 	prelu_dslope_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(dslope, part, p.nchunk, C);
 	prelu_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, in,
-												 slope, M, C, t);
+												 slope, M, C, acc, t);
 	mfr_gpu_launched(g, "prelu_backward");
 }
 
@@ -664,9 +670,10 @@ void mfr_relu_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr
 	mfr_gpu_launched(g, "relu_forward");
 }
 
-void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g)
+void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, int acc, mfr_dtype t,
+			    mfr_gpu *g)
 {
-	relu_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, t);
+	relu_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, acc, t);
 	mfr_gpu_launched(g, "relu_backward");
 }
 
@@ -688,10 +695,11 @@ void mfr_add_forward_cuda(void *out, const void *a, const void *b, size_t n, mfr
 	mfr_gpu_launched(g, "add_forward");
 }
 
-void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, mfr_dtype t, mfr_gpu *g)
+void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, int acc, mfr_dtype t, mfr_gpu *g)
 {
 	if (da || db)
-		add_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(da, db, dout, n, t);
+		add_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(da, db, dout, n, acc,
+												 t);
 	mfr_gpu_launched(g, "add_backward");
 }
 
@@ -746,12 +754,12 @@ void mfr_dropout_forward_cuda(void *out, uint8_t *mask, const void *in, double p
 	mfr_gpu_launched(g, "dropout_forward");
 }
 
-void mfr_dropout_backward_cuda(void *din, const void *dout, const uint8_t *mask, double p, size_t n, mfr_dtype t,
-			       mfr_gpu *g)
+void mfr_dropout_backward_cuda(void *din, const void *dout, const uint8_t *mask, double p, size_t n, int acc,
+			       mfr_dtype t, mfr_gpu *g)
 {
 	assert(p >= 0 && p < 1);
 	dropout_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
-		din, dout, mask, (float)(1 / (1 - p)), n, t);
+		din, dout, mask, (float)(1 / (1 - p)), n, acc, t);
 	mfr_gpu_launched(g, "dropout_backward");
 }
 

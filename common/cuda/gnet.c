@@ -24,8 +24,13 @@ struct mfr_gnet {
 	int wdirty;
 	void *dwc;                 /* a conv's weight gradient in type t, the largest */
 	char *act, *dact;          /* per layer activations and gradients, type t */
-	size_t act_bytes;          /* of each of the two blocks */
-	size_t *aoff, *anum;       /* per layer: byte offset, values per image */
+	size_t act_bytes, dact_bytes;
+	size_t *aoff, *anum;       /* per layer: byte offset in act, values per image */
+	size_t *doff;              /* training: per layer its gradient's byte offset in dact (slots: plan_grads) */
+	uint8_t *dlive;            /* training: a gradient reaches the layer (else its backward is skipped) */
+	uint8_t *dfirst;           /* training: per (layer, input) this backward writes the input's gradient first */
+	int *dfoff;                /* training: per layer its inputs' first entry in dfirst */
+	int zero_dx0;              /* training: no gradient reaches the input: zero its slot at the end */
 	float *save;               /* what forward keeps for backward, fp32 */
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
@@ -51,8 +56,41 @@ static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
  * given. 256-byte alignment per tensor keeps vector loads and cuDNN happy. */
 #define ALIGN(x) (((x) + 255) & ~(size_t)255)
 typedef struct {
-	size_t params, wc, dwc, act, save, mask, fold;
+	size_t params, wc, dwc, act, dact, save, mask, fold;
 } sizes;
+
+/* A slot for need bytes among nslots (cap, busy): the smallest free one
+ * that holds it, else the largest free one grown, else a new one; marked
+ * busy. */
+static int slot_take(size_t *cap, int *busy, int *nslots, size_t need)
+{
+	int best = -1, big = -1;
+	for (int s = 0; s < *nslots; s++)
+		if (!busy[s]) {
+			if (cap[s] >= need && (best < 0 || cap[s] < cap[best]))
+				best = s;
+			if (big < 0 || cap[s] > cap[big])
+				big = s;
+		}
+	if (best < 0)
+		best = big >= 0 ? big : (*nslots)++;
+	if (cap[best] < need)
+		cap[best] = need;
+	busy[best] = 1;
+	return best;
+}
+
+/* Slot capacities into offsets (in place); the block's bytes. */
+static size_t slot_bases(size_t *cap, int nslots)
+{
+	size_t total = 0;
+	for (int s = 0; s < nslots; s++) {
+		size_t c = cap[s];
+		cap[s] = total;
+		total += c;
+	}
+	return total;
+}
 
 /* Inference keeps only live activations: each layer's output takes the
  * smallest free slot that holds it (or grows the largest free one, or opens
@@ -90,20 +128,7 @@ static size_t plan_slots(const mfr_arch *a, int N, size_t es, const int *fold_bn
 				busy[slot_of[i]] = 0;
 			continue;
 		}
-		size_t need = ALIGN(numel(&a->layers[i].shape) * (size_t)N * es);
-		int best = -1, big = -1;
-		for (int s = 0; s < nslots; s++)
-			if (!busy[s]) {
-				if (cap[s] >= need && (best < 0 || cap[s] < cap[best]))
-					best = s;
-				if (big < 0 || cap[s] > cap[big])
-					big = s;
-			}
-		if (best < 0)
-			best = big >= 0 ? big : nslots++;
-		if (cap[best] < need)
-			cap[best] = need;
-		busy[best] = 1;
+		int best = slot_take(cap, busy, &nslots, ALIGN(numel(&a->layers[i].shape) * (size_t)N * es));
 		slot_of[i] = best;
 		for (int k = 0; k < a->layers[i].n_in; k++)
 			if (last[a->layers[i].in[k]] == i)
@@ -111,17 +136,65 @@ static size_t plan_slots(const mfr_arch *a, int N, size_t es, const int *fold_bn
 		if (last[i] < 0) /* nobody reads it */
 			busy[best] = 0;
 	}
-	size_t *base = cap; /* slot capacities become their offsets */
-	for (int s = 0; s < nslots; s++) {
-		size_t c = cap[s];
-		base[s] = total;
-		total += c;
-	}
+	total = slot_bases(cap, nslots);
 	if (aoff)
 		for (int i = 0; i < nl; i++)
-			aoff[i] = base[slot_of[i]];
+			aoff[i] = cap[slot_of[i]];
 out:
 	free(last), free(slot_of), free(busy), free(cap), free(root);
+	return total;
+}
+
+/* Training keeps only live activation gradients, in backward's order
+ * (layers last to first): a layer's gradient is born when the first layer
+ * that reads it runs its backward (an output's at the start: the loss's
+ * gradient) and takes a free slot then; it is freed once the layer's own
+ * backward has read it; the input's is kept. The first writer assigns (=)
+ * rather than adds, so nothing is zeroed for the launchers that take acc.
+ * A layer no gradient reaches is skipped (its backward would add zeros).
+ * Fills, when doff is given: doff (byte offsets), dlive, dfirst (per input,
+ * at dfoff[layer]) and *zero_dx0 (no gradient reaches the input). Returns
+ * the block's bytes, or 0 when out of host memory. */
+static size_t plan_grads(const mfr_arch *a, int N, size_t es, size_t *doff, uint8_t *dlive, uint8_t *dfirst,
+			 const int *dfoff, int *zero_dx0)
+{
+	int nl = a->n_layers, nslots = 0;
+	int *slot_of = malloc((size_t)nl * sizeof *slot_of), *busy = calloc((size_t)nl + 1, sizeof *busy);
+	size_t *cap = calloc((size_t)nl + 1, sizeof *cap), total = 0;
+	if (!slot_of || !busy || !cap)
+		goto out;
+	for (int i = 0; i < nl; i++)
+		slot_of[i] = -1;
+#define BIRTH(j) (slot_of[j] = slot_take(cap, busy, &nslots, ALIGN(numel(&a->layers[j].shape) * (size_t)N * es)))
+	for (int k = 0; k < a->n_outputs; k++)
+		if (slot_of[a->outputs[k]] < 0)
+			BIRTH(a->outputs[k]);
+	for (int i = nl - 1; i > 0; i--) {
+		const mfr_layer *L = &a->layers[i];
+		if (dlive)
+			dlive[i] = slot_of[i] >= 0;
+		if (slot_of[i] < 0)
+			continue;
+		for (int k = 0; k < L->n_in; k++) {
+			int j = L->in[k], first = slot_of[j] < 0;
+			if (first)
+				BIRTH(j);
+			if (dfirst)
+				dfirst[dfoff[i] + k] = (uint8_t)first;
+		}
+		busy[slot_of[i]] = 0;
+	}
+	if (zero_dx0)
+		*zero_dx0 = slot_of[0] < 0;
+	if (slot_of[0] < 0)
+		BIRTH(0);
+#undef BIRTH
+	total = slot_bases(cap, nslots);
+	if (doff)
+		for (int i = 0; i < nl; i++)
+			doff[i] = slot_of[i] >= 0 ? cap[slot_of[i]] : 0;
+out:
+	free(slot_of), free(busy), free(cap);
 	return total;
 }
 
@@ -175,6 +248,8 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 	if (!training) {
 		z.act = plan_slots(a, N, es, fold_bn, inplace, aoff);
 		z.fold = fold_len(a, fold_bn, foff);
+	} else {
+		z.dact = plan_grads(a, N, es, NULL, NULL, NULL, NULL, NULL);
 	}
 	return z;
 }
@@ -192,9 +267,11 @@ size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 		mfr_arch_inference_merges(a, fold_bn, inplace);
 	sizes z = plan(a, batch, training, es, fold_bn, inplace, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 	free(fold_bn), free(inplace);
+	if (!z.act || (training && !z.dact))
+		return SIZE_MAX;
 	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4 + z.fold * 4;
 	if (training)
-		b += z.params * 4 + z.dwc * es + z.act + z.mask;
+		b += z.params * 4 + z.dwc * es + z.dact + z.mask;
 	return b;
 }
 
@@ -205,7 +282,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 		return NULL;
 	}
 	mfr_gnet *n = calloc(1, sizeof *n);
-	int nl = a->n_layers, maxin = 2;
+	int nl = a->n_layers, maxin = 2, nin = 0;
 	if (!n) {
 		mfr_fail(e, "out of memory");
 		return NULL;
@@ -218,9 +295,11 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	n->training = training;
 	n->last_batch = -1;
 	n->wdirty = 1;
-	for (int i = 0; i < nl; i++)
+	for (int i = 0; i < nl; i++) {
 		if (a->layers[i].n_in > maxin)
 			maxin = a->layers[i].n_in;
+		nin += a->layers[i].n_in;
+	}
 	if (!(n->poff = calloc((size_t)a->n_tensors + 1, sizeof *n->poff)) ||
 	    !(n->woff = calloc((size_t)nl, sizeof *n->woff)) || !(n->aoff = calloc((size_t)nl, sizeof *n->aoff)) ||
 	    !(n->anum = calloc((size_t)nl, sizeof *n->anum)) || !(n->soff = calloc((size_t)nl, sizeof *n->soff)) ||
@@ -228,10 +307,14 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	    !(n->inplace = calloc((size_t)nl, 1)) || !(n->folded = calloc((size_t)nl, 1)) ||
 	    !(n->foff = calloc((size_t)nl, sizeof *n->foff)) ||
 	    !(n->inbuf = calloc((size_t)maxin, sizeof *n->inbuf)) ||
-	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf))) {
+	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf)) ||
+	    !(n->doff = calloc((size_t)nl, sizeof *n->doff)) || !(n->dlive = calloc((size_t)nl, 1)) ||
+	    !(n->dfirst = calloc((size_t)nin + 1, 1)) || !(n->dfoff = calloc((size_t)nl, sizeof *n->dfoff))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
+	for (int i = 1; i < nl; i++)
+		n->dfoff[i] = n->dfoff[i - 1] + a->layers[i - 1].n_in;
 	if (training)
 		for (int i = 0; i < nl; i++)
 			n->fold_bn[i] = -1;
@@ -244,7 +327,9 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 		       n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
 	n->act_bytes = z.act;
-	if (!z.act) {
+	if (training)
+		n->dact_bytes = plan_grads(a, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff, &n->zero_dx0);
+	if (!z.act || (training && !n->dact_bytes)) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -255,7 +340,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	if (mfr_gpu_zero(g, n->params, z.params * 4, e) < 0)
 		goto fail;
 	if (training && (!(n->grads = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->dwc = mfr_gpu_alloc(g, z.dwc * n->es, e)) ||
-			 !(n->dact = mfr_gpu_alloc(g, z.act, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
+			 !(n->dact = mfr_gpu_alloc(g, n->dact_bytes, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
 		goto fail;
 	if (training && mfr_gpu_zero(g, n->grads, z.params * 4, e) < 0)
 		goto fail;
@@ -292,6 +377,10 @@ void mfr_gnet_free(mfr_gnet *n)
 	free(n->inbuf);
 	free(n->dinbuf);
 	free(n->cbuf);
+	free(n->doff);
+	free(n->dlive);
+	free(n->dfirst);
+	free(n->dfoff);
 	free(n);
 }
 
@@ -323,7 +412,7 @@ int mfr_gnet_get_grads(mfr_gnet *n, float *host, mfr_error *e)
 #define P(L, k) (n->params + n->poff[(L)->first_tensor + (k)])
 #define G(L, k) (n->grads + n->poff[(L)->first_tensor + (k)])
 #define ACT(i) ((void *)(n->act + n->aoff[i]))
-#define DACT(i) ((void *)(n->dact + n->aoff[i]))
+#define DACT(i) ((void *)(n->dact + n->doff[i]))
 #define WC(i) ((void *)((char *)n->wc + n->woff[i] * n->es))
 
 /* Refreshes the compute copies of conv and linear weights from the master
@@ -488,6 +577,24 @@ int mfr_gnet_zero_grad(mfr_gnet *n, mfr_error *e)
 	return mfr_gpu_zero(n->g, n->grads, n->ptotal * 4, e);
 }
 
+/* The ops whose backward launcher takes acc (gpu_layers.h): the first to
+ * write a gradient assigns it; for the others it is zeroed first. */
+static int takes_acc(mfr_op op)
+{
+	switch (op) {
+	case MFR_OP_CONV:
+	case MFR_OP_BN:
+	case MFR_OP_BN1D:
+	case MFR_OP_PRELU:
+	case MFR_OP_RELU:
+	case MFR_OP_ADD:
+	case MFR_OP_DROPOUT:
+	case MFR_OP_FLATTEN:
+	case MFR_OP_LINEAR: return 1;
+	default: return 0;
+	}
+}
+
 int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, void *ctx, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
@@ -496,41 +603,56 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 	if (!n->training || n->last_batch < 1 || !n->last_training)
 		return mfr_fail(e, "backward needs a training forward first");
 	int N = n->last_batch;
-	if (mfr_gpu_zero(g, n->dact, n->act_bytes, e) < 0) /* one memset for every layer's slot */
-		return -1;
-	for (int k = 0; k < a->n_outputs; k++)
-		if (dout[k]) {
-			int o = a->outputs[k];
+	/* the loss's gradients: the first into an output's slot assigns */
+	for (int k = 0; k < a->n_outputs; k++) {
+		int o = a->outputs[k], seen = 0;
+		for (int j = 0; j < k; j++)
+			seen |= a->outputs[j] == o && dout[j];
+		size_t bytes = n->anum[o] * (size_t)N * n->es;
+		if (dout[k] && seen)
 			mfr_add_forward_cuda(DACT(o), DACT(o), dout[k], n->anum[o] * (size_t)N, t, g);
-		}
+		else if (dout[k] ? mfr_gpu_copy(g, DACT(o), dout[k], bytes, e) < 0 : mfr_gpu_zero(g, DACT(o), bytes, e) < 0)
+			return -1;
+	}
 	for (int i = a->n_layers - 1; i > 0; i--) {
 		const mfr_layer *L = &a->layers[i];
+		if (!n->dlive[i]) { /* no gradient reaches it: its backward adds nothing */
+			if (hook && hook(ctx, i, e) != 0)
+				return -1;
+			continue;
+		}
 		const void *dy = DACT(i), *y = ACT(i);
 		const float *sv = n->save + n->soff[i];
 		const void *in = L->n_in ? ACT(L->in[0]) : NULL;
 		void *dx = L->n_in ? DACT(L->in[0]) : NULL;
+		const uint8_t *first = n->dfirst + n->dfoff[i];
+		int acc = !first[0]; /* the single-input layers' */
 		const mfr_shape *is = &L->in_shape;
 		int C = is->c, HW = is->h * is->w, M = N * HW;
 		size_t cnt = n->anum[i] * (size_t)N;
+		if (!takes_acc(L->op)) /* a gradient born here is zeroed for the launcher's += */
+			for (int k = 0; k < L->n_in; k++)
+				if (first[k] && mfr_gpu_zero(g, DACT(L->in[k]), n->anum[L->in[k]] * (size_t)N * n->es, e) < 0)
+					return -1;
 		switch (L->op) {
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
 			mfr_layer_conv_shape(L, N, &s);
-			if (mfr_conv_backward_cuda(dx, n->dwc, L->bias ? G(L, 1) : NULL, dy, in, WC(i), &s, t, g, e) < 0)
+			if (mfr_conv_backward_cuda(dx, n->dwc, L->bias ? G(L, 1) : NULL, dy, in, WC(i), &s, acc, t, g, e) < 0)
 				return -1;
 			mfr_conv_weight_grad_cuda(G(L, 0), n->dwc, &s, t, g);
 			break;
 		}
 		case MFR_OP_BN:
 		case MFR_OP_BN1D:
-			mfr_bn_backward_cuda(dx, G(L, 0), G(L, 1), dy, in, P(L, 0), sv, sv + C, M, C, 1, t, g);
+			mfr_bn_backward_cuda(dx, G(L, 0), G(L, 1), dy, in, P(L, 0), sv, sv + C, M, C, 1, acc, t, g);
 			break;
-		case MFR_OP_PRELU: mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, t, g); break;
-		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, t, g); break;
+		case MFR_OP_PRELU: mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, acc, t, g); break;
+		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, acc, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_backward_cuda(dx, dy, y, cnt, t, g); break;
 		case MFR_OP_ADD:
 			for (int k = 0; k < L->n_in; k++)
-				mfr_add_backward_cuda(DACT(L->in[k]), NULL, dy, cnt, t, g);
+				mfr_add_backward_cuda(DACT(L->in[k]), NULL, dy, cnt, !first[k], t, g);
 			break;
 		case MFR_OP_CONCAT:
 			for (int k = 0; k < L->n_in; k++) {
@@ -559,14 +681,14 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_CHPAD: mfr_chanpad_backward_cuda(dx, dy, M, C, L->out, t, g); break;
 		case MFR_OP_DROPOUT:
 			if (L->p > 0)
-				mfr_dropout_backward_cuda(dx, dy, n->mask + n->moff[i], L->p, cnt, t, g);
+				mfr_dropout_backward_cuda(dx, dy, n->mask + n->moff[i], L->p, cnt, acc, t, g);
 			else
-				mfr_add_backward_cuda(dx, NULL, dy, cnt, t, g);
+				mfr_add_backward_cuda(dx, NULL, dy, cnt, acc, t, g);
 			break;
-		case MFR_OP_FLATTEN: mfr_to_nhwc_cuda(dx, t, dy, t, N, C, HW, 1, g); break;
+		case MFR_OP_FLATTEN: mfr_to_nhwc_cuda(dx, t, dy, t, N, C, HW, acc, g); break;
 		case MFR_OP_LINEAR:
-			if (mfr_linear_backward_cuda(dx, G(L, 0), L->bias ? G(L, 1) : NULL, dy, in, WC(i), N, C, L->out, t, g,
-						     e) < 0)
+			if (mfr_linear_backward_cuda(dx, G(L, 0), L->bias ? G(L, 1) : NULL, dy, in, WC(i), N, C, L->out, acc,
+						     t, g, e) < 0)
 				return -1;
 			break;
 		case MFR_OP_L2NORM: mfr_l2norm_backward_cuda(dx, dy, in, sv, N, C, MFR_L2_EPS, t, g); break;
@@ -588,5 +710,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		if (mfr_gpu_check(g, L->name, e) < 0 || (hook && hook(ctx, i, e) != 0))
 			return -1;
 	}
+	if (n->zero_dx0) /* nothing reached the input: its gradient is 0 */
+		return mfr_gpu_zero(g, DACT(0), n->anum[0] * (size_t)N * n->es, e);
 	return 0;
 }

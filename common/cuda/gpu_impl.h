@@ -88,6 +88,15 @@ __device__ static inline void st(void *p, size_t i, int t, float v)
 }
 /* p[i] += v in type t (not atomic). */
 __device__ static inline void acc(void *p, size_t i, int t, float v) { st(p, i, t, ld(p, i, t) + v); }
+/* p[i] += v when a, else p[i] = v (p[i] not read): the backward launchers'
+ * acc argument (gpu_layers.h). */
+__device__ static inline void upd(void *p, size_t i, int t, float v, int a)
+{
+	if (a)
+		acc(p, i, t, v);
+	else
+		st(p, i, t, v);
+}
 
 /* Sum of v over the warp, every lane gets it. */
 __device__ static inline float warp_sum(float v)

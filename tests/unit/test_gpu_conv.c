@@ -10,7 +10,8 @@
  * (=, output pre-filled with NaN so an unwritten element fails), backward
  * (din +=, db += and the master dw += through the written dwc; gradients
  * pre-filled with random values), some with backward split into a din-only
- * and a weights-only call (the NULL paths). The same again with
+ * and a weights-only call (the NULL paths), the din-only one with acc = 0
+ * (din =, pre-filled with NaN so a read or an unwritten element fails). The same again with
  * MFR_CUDNN_DETERMINISTIC=1 on two shapes, with MFR_CONV_DIRECT=1 (the
  * direct kernels, which also run when cuDNN has no algorithm) on all, and
  * with TF32 on (fp32 only, tolerance 1e-2 relative: TF32 keeps 10 mantissa
@@ -162,21 +163,24 @@ static void test_conv(mfr_gpu *g, const conv_case *cc, mfr_dtype t, const char *
 	snprintf(what, sizeof what, "%s: forward", tag);
 	gcheck_close(what, got, want, nout, tol_sum(t, (long long)cig * s.kh * s.kw, tf32));
 
-	/* backward: din, db and the master dw pre-filled; dwc is written */
+	/* backward: din (split: NaN, assigned), db and the master dw pre-filled; dwc is written */
 	float *dout = hrand(nout, seed + 3, 1.f, t), *din0 = hrand(nin, seed + 4, 1.f, t);
 	float *dw0 = hrand(nw, seed + 5, 1.f, MFR_F32), *db0 = hrand(nb, seed + 6, 1.f, MFR_F32);
+	if (split)
+		memset(din0, 0, nin * sizeof *din0);
 	float *wdin = hcopy(din0, nin), *wdw = hcopy(dw0, nw), *wdb = hcopy(db0, nb);
 	mfr_conv2d_backward_ref(wdin, wdw, b ? wdb : NULL, dout, in, wr, &s);
-	void *d_dout = gcheck_put_nhwc(g, dout, s.n, s.co, ohw, t), *d_din = gcheck_put_nhwc(g, din0, s.n, s.ci, hw, t);
+	void *d_dout = gcheck_put_nhwc(g, dout, s.n, s.co, ohw, t);
+	void *d_din = split ? dnan(g, nin, t) : gcheck_put_nhwc(g, din0, s.n, s.ci, hw, t);
 	void *d_dwc = dnan(g, nw, t), *d_dw = gcheck_put(g, dw0, nw, MFR_F32);
 	void *d_db = b ? gcheck_put(g, db0, nb, MFR_F32) : NULL;
 	snprintf(what, sizeof what, "%s: backward runs", tag);
 	if (split) {
-		check_rc(mfr_conv_backward_cuda(d_din, NULL, NULL, d_dout, d_in, d_wc, &s, t, g, &e), what, &e);
-		check_rc(mfr_conv_backward_cuda(NULL, d_dwc, (float *)d_db, d_dout, d_in, d_wc, &s, t, g, &e), what,
+		check_rc(mfr_conv_backward_cuda(d_din, NULL, NULL, d_dout, d_in, d_wc, &s, 0, t, g, &e), what, &e);
+		check_rc(mfr_conv_backward_cuda(NULL, d_dwc, (float *)d_db, d_dout, d_in, d_wc, &s, 1, t, g, &e), what,
 			 &e);
 	} else {
-		check_rc(mfr_conv_backward_cuda(d_din, d_dwc, (float *)d_db, d_dout, d_in, d_wc, &s, t, g, &e), what,
+		check_rc(mfr_conv_backward_cuda(d_din, d_dwc, (float *)d_db, d_dout, d_in, d_wc, &s, 1, t, g, &e), what,
 			 &e);
 	}
 	mfr_conv_weight_grad_cuda((float *)d_dw, d_dwc, &s, t, g);
@@ -185,7 +189,7 @@ static void test_conv(mfr_gpu *g, const conv_case *cc, mfr_dtype t, const char *
 	float *gdin = hbuf(nin), *gdw = hbuf(nw), *gdb = hbuf(nb);
 	gcheck_get_nchw(g, gdin, d_din, s.n, s.ci, hw, t);
 	gcheck_get(g, gdw, d_dw, nw, MFR_F32);
-	snprintf(what, sizeof what, "%s: backward din +=", tag);
+	snprintf(what, sizeof what, "%s: backward din %s", tag, split ? "= (acc 0)" : "+=");
 	gcheck_close(what, gdin, wdin, nin, tol_sum(t, (long long)cog * s.kh * s.kw, tf32));
 	snprintf(what, sizeof what, "%s: backward dw += (dwc folded)", tag);
 	gcheck_close(what, gdw, wdw, nw, tol_sum(t, (long long)s.n * ohw, tf32));
@@ -230,27 +234,29 @@ static void test_linear(mfr_gpu *g, int n, int ni, int no, int bias, mfr_dtype t
 
 	float *dout = hrand(nout, seed + 3, 1.f, t), *din0 = hrand(nin, seed + 4, 1.f, t);
 	float *dw0 = hrand(nw, seed + 5, 1.f, MFR_F32), *db0 = hrand((size_t)no, seed + 6, 1.f, MFR_F32);
+	if (split) /* din-only call with acc = 0: assigned over NaN */
+		memset(din0, 0, nin * sizeof *din0);
 	float *wdin = hcopy(din0, nin), *wdw = hcopy(dw0, nw), *wdb = hcopy(db0, (size_t)no);
 	mfr_linear_backward_ref(wdin, wdw, b ? wdb : NULL, dout, in, w, n, ni, no);
-	void *d_dout = gcheck_put(g, dout, nout, t), *d_din = gcheck_put(g, din0, nin, t);
+	void *d_dout = gcheck_put(g, dout, nout, t), *d_din = split ? dnan(g, nin, t) : gcheck_put(g, din0, nin, t);
 	void *d_dw = gcheck_put(g, dw0, nw, MFR_F32), *d_db = b ? gcheck_put(g, db0, (size_t)no, MFR_F32) : NULL;
 	snprintf(what, sizeof what, "%s: backward runs", tag);
 	if (split) {
-		check_rc(mfr_linear_backward_cuda(d_din, NULL, NULL, d_dout, d_in, d_wc, n, ni, no, t, g, &e), what,
+		check_rc(mfr_linear_backward_cuda(d_din, NULL, NULL, d_dout, d_in, d_wc, n, ni, no, 0, t, g, &e), what,
 			 &e);
-		check_rc(mfr_linear_backward_cuda(NULL, (float *)d_dw, (float *)d_db, d_dout, d_in, d_wc, n, ni, no, t,
-						  g, &e),
+		check_rc(mfr_linear_backward_cuda(NULL, (float *)d_dw, (float *)d_db, d_dout, d_in, d_wc, n, ni, no, 1,
+						  t, g, &e),
 			 what, &e);
 	} else {
 		check_rc(mfr_linear_backward_cuda(d_din, (float *)d_dw, (float *)d_db, d_dout, d_in, d_wc, n, ni, no,
-						  t, g, &e),
+						  1, t, g, &e),
 			 what, &e);
 	}
 	check_launch(g, what);
 	float *gdin = hbuf(nin), *gdw = hbuf(nw), *gdb = hbuf((size_t)no);
 	gcheck_get(g, gdin, d_din, nin, t);
 	gcheck_get(g, gdw, d_dw, nw, MFR_F32);
-	snprintf(what, sizeof what, "%s: backward din +=", tag);
+	snprintf(what, sizeof what, "%s: backward din %s", tag, split ? "= (acc 0)" : "+=");
 	gcheck_close(what, gdin, wdin, nin, tol_sum(t, no, tf32));
 	snprintf(what, sizeof what, "%s: backward dw +=", tag);
 	/* summed into float32 directly: no rounding to t */

@@ -11,7 +11,8 @@
  * 17, 64, 130; row counts that are not multiples of the block; batch 1 and
  * more), with inputs rounded to the element type before the reference sees
  * them. Backward passes start from random gradient buffers, so the +=
- * contract is checked. Tolerances (relative to max(1, max |reference|), see
+ * contract is checked, and again with acc = 0 from buffers of NaN, which
+ * must be assigned without being read. Tolerances (relative to max(1, max |reference|), see
  * gcheck_close):
  * - F32 terms: the float32 arithmetic of the kernel against the
  *   reference's (double sums): a few units of 2^-24 per operation, so 1e-6
@@ -69,6 +70,18 @@ static float *falloc(size_t n)
 	float *p = (float *)gcheck_xmalloc((n + 1) * sizeof *p);
 	memset(p, 0, (n + 1) * sizeof *p);
 	return p;
+}
+
+/* n values of NaN on the device, type t: a gradient buffer an acc = 0
+ * launcher must overwrite without reading. */
+static void *nan_buf(mfr_gpu *g, size_t n, mfr_dtype t)
+{
+	float *h = falloc(n);
+	for (size_t i = 0; i < n; i++)
+		h[i] = NAN;
+	void *d = gcheck_put(g, h, n, t);
+	free(h);
+	return d;
 }
 
 /* n random floats uniform in [-a, a), rounded to type t. */
@@ -460,7 +473,7 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
 	void *ddy = put_nhwc(g, dy, N, C, HW, t), *ddin = put_nhwc(g, din, N, C, HW, t);
 	float *ddg = (float *)gcheck_put(g, dg, C, MFR_F32), *ddb = (float *)gcheck_put(g, db, C, MFR_F32);
 	float *rmean = (float *)gcheck_put(g, mean, C, MFR_F32), *rinv = (float *)gcheck_put(g, invstd, C, MFR_F32);
-	mfr_bn_backward_cuda(ddin, ddg, ddb, ddy, dx, dgam, rmean, rinv, (int)M, C, training, t, g);
+	mfr_bn_backward_cuda(ddin, ddg, ddb, ddy, dx, dgam, rmean, rinv, (int)M, C, training, 1, t, g);
 	mfr_batchnorm_backward_ref(din, dg, db, dy, x, gamma, mean, invstd, N, C, HW, training);
 	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
 	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d din", tn, mode, N, C, HW), got, din, cnt,
@@ -469,6 +482,17 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
 	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d dgamma", tn, mode, N, C, HW), got, dg, C, SUM_TOL(M));
 	get32(g, got, ddb, C);
 	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d dbeta", tn, mode, N, C, HW), got, db, C, SUM_TOL(M));
+	/* acc = 0: din assigned */
+	float *din0 = falloc(cnt), *junk = falloc(2 * (size_t)C);
+	void *dnan = nan_buf(g, cnt, t);
+	mfr_bn_backward_cuda(dnan, ddg, ddb, ddy, dx, dgam, rmean, rinv, (int)M, C, training, 0, t, g);
+	mfr_batchnorm_backward_ref(din0, junk, junk + C, dy, x, gamma, mean, invstd, N, C, HW, training);
+	gcheck_get_nchw(g, got, dnan, N, C, HW, t);
+	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d din, acc 0", tn, mode, N, C, HW), got, din0, cnt,
+		     store_tol(t, 1e-5));
+	mfr_gpu_free(g, dnan);
+	free(din0);
+	free(junk);
 
 	void *bufs[] = {dx, dout, dgam, dbet, drm, drv, dmean, dinv, ddy, ddin, ddg, ddb, rmean, rinv};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -500,10 +524,22 @@ static void test_prelu(mfr_gpu *g, mfr_dtype t, int N, int C, int HW)
 	float *dy = hrand(cnt, 1, t), *din = hrand(cnt, 1, t), *ds = hrand(C, 1, MFR_F32);
 	void *ddy = put_nhwc(g, dy, N, C, HW, t), *ddin = put_nhwc(g, din, N, C, HW, t);
 	float *dds = (float *)gcheck_put(g, ds, C, MFR_F32);
-	mfr_prelu_backward_cuda(ddin, dds, ddy, dx, dslope, (int)M, C, t, g);
+	mfr_prelu_backward_cuda(ddin, dds, ddy, dx, dslope, (int)M, C, 1, t, g);
 	mfr_prelu_backward_ref(din, ds, dy, x, slope, N, C, HW);
 	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
 	gcheck_close(nm("prelu_backward %s N=%d C=%d HW=%d din", tn, N, C, HW), got, din, cnt, store_tol(t, 1e-6));
+	float *din0 = falloc(cnt), *junk = falloc(C);
+	void *dnan = nan_buf(g, cnt, t);
+	float *dds0 = (float *)gcheck_put(g, junk, C, MFR_F32);
+	mfr_prelu_backward_cuda(dnan, dds0, ddy, dx, dslope, (int)M, C, 0, t, g);
+	mfr_prelu_backward_ref(din0, junk, dy, x, slope, N, C, HW);
+	gcheck_get_nchw(g, got, dnan, N, C, HW, t);
+	gcheck_close(nm("prelu_backward %s N=%d C=%d HW=%d din, acc 0", tn, N, C, HW), got, din0, cnt,
+		     store_tol(t, 1e-6));
+	mfr_gpu_free(g, dnan);
+	mfr_gpu_free(g, dds0);
+	free(din0);
+	free(junk);
 	get32(g, got, dds, C);
 	gcheck_close(nm("prelu_backward %s N=%d C=%d HW=%d dslope", tn, N, C, HW), got, ds, C, SUM_TOL(M));
 
@@ -539,10 +575,16 @@ static void test_pointwise(mfr_gpu *g, mfr_dtype t, size_t n)
 	gcheck_close(nm("relu_forward in place %s n=%zu", tn, n), got, want, n, 0);
 	float *dout = hrand(n, 1, t), *din = hrand(n, 1, t);
 	void *ddout = gcheck_put(g, dout, n, t), *ddin = gcheck_put(g, din, n, t);
-	mfr_relu_backward_cuda(ddin, ddout, dy, n, t, g);
+	mfr_relu_backward_cuda(ddin, ddout, dy, n, 1, t, g);
 	mfr_relu_backward_ref(din, dout, want, n);
 	gcheck_get(g, got, ddin, n, t);
 	gcheck_close(nm("relu_backward %s n=%zu", tn, n), got, din, n, store_tol(t, 0));
+	float *zero = falloc(n);
+	void *dnan = nan_buf(g, n, t);
+	mfr_relu_backward_cuda(dnan, ddout, dy, n, 0, t, g);
+	mfr_relu_backward_ref(zero, dout, want, n);
+	gcheck_get(g, got, dnan, n, t);
+	gcheck_close(nm("relu_backward %s n=%zu, acc 0", tn, n), got, zero, n, 0);
 
 	/* sigmoid: expf and a division against double, a few units of 2^-24 */
 	mfr_sigmoid_forward_ref(want, x, n);
@@ -580,8 +622,8 @@ static void test_pointwise(mfr_gpu *g, mfr_dtype t, size_t n)
 	/* backward: both, then db alone (da NULL) */
 	float *ga = hrand(n, 1, t), *gb = hrand(n, 1, t);
 	void *dga = gcheck_put(g, ga, n, t), *dgb = gcheck_put(g, gb, n, t);
-	mfr_add_backward_cuda(dga, dgb, ddout, n, t, g);
-	mfr_add_backward_cuda(NULL, dgb, ddout, n, t, g);
+	mfr_add_backward_cuda(dga, dgb, ddout, n, 1, t, g);
+	mfr_add_backward_cuda(NULL, dgb, ddout, n, 1, t, g);
 	for (size_t i = 0; i < n; i++) {
 		ga[i] += dout[i];
 		gb[i] += dout[i];
@@ -593,6 +635,11 @@ static void test_pointwise(mfr_gpu *g, mfr_dtype t, size_t n)
 	gcheck_close(nm("add_backward %s n=%zu da", tn, n), got, ga, n, store_tol(t, 0));
 	gcheck_get(g, got, dgb, n, t);
 	gcheck_close(nm("add_backward %s n=%zu db twice, da NULL", tn, n), got, gb, n, store_tol(t, 0));
+	mfr_add_backward_cuda(dnan, NULL, ddout, n, 0, t, g); /* acc 0: a copy */
+	gcheck_get(g, got, dnan, n, t);
+	gcheck_close(nm("add_backward %s n=%zu, acc 0", tn, n), got, dout, n, 0);
+	mfr_gpu_free(g, dnan);
+	free(zero);
 
 	void *bufs[] = {dx, dy, dxi, ddout, ddin, dys, ddin2, db, da, dga, dgb};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -694,11 +741,20 @@ static void test_dropout(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, double p
 	/* backward, on the NHWC arrays directly (it is element-wise) */
 	float *dy = hrand(cnt, 1, t), *din = hrand(cnt, 1, t);
 	void *ddy = gcheck_put(g, dy, cnt, t), *ddin = gcheck_put(g, din, cnt, t);
-	mfr_dropout_backward_cuda(ddin, ddy, dmask, p, cnt, t, g);
+	mfr_dropout_backward_cuda(ddin, ddy, dmask, p, cnt, 1, t, g);
 	mfr_dropout_backward_ref(din, dy, want, p, cnt);
 	gcheck_get(g, got, ddin, cnt, t);
 	gcheck_close(nm("dropout_backward %s N=%d C=%d HW=%d p=%g", tn, N, C, HW, p), got, din, cnt,
 		     store_tol(t, 1e-6));
+	float *din0 = falloc(cnt);
+	void *dnan = nan_buf(g, cnt, t);
+	mfr_dropout_backward_cuda(dnan, ddy, dmask, p, cnt, 0, t, g);
+	mfr_dropout_backward_ref(din0, dy, want, p, cnt);
+	gcheck_get(g, got, dnan, cnt, t);
+	gcheck_close(nm("dropout_backward %s N=%d C=%d HW=%d p=%g, acc 0", tn, N, C, HW, p), got, din0, cnt,
+		     store_tol(t, 1e-6));
+	mfr_gpu_free(g, dnan);
+	free(din0);
 
 	mfr_gpu_free(g, dx);
 	mfr_gpu_free(g, dout);

@@ -4,7 +4,11 @@
  * running statistics, input gradient and parameter gradients — in fp32 to
  * float rounding, in fp16 and bf16 to their rounding. TINY uses every op of
  * the .arch format; HEAD is iresnet's head (dropout on a map, flatten into a
- * linear), where NHWC vs NCHW order matters. Inference nets too (live
+ * linear), where NHWC vs NCHW order matters; GRAPH has what the planner of
+ * gradient slots must get right (a layer no gradient reaches, an input
+ * read twice by one add and one concat, an output in mid-network read by
+ * later layers, one run with no gradient for it). Backward runs twice on
+ * the GPU, so a gradient slot that keeps a stale value fails. Inference nets too (live
  * slots, conv -> bn folded, prelu/relu in place) against the CPU's
  * inference. Skips without a GPU. */
 #include "gpu_check.h" /* defines: gcheck_*, CHECK */
@@ -25,6 +29,26 @@ static const char *HEAD =
 	"linear fc f out=16\n"
 	"bn1d e fc\n"
 	"output e\n";
+
+static const char *GRAPH =
+	"mfr-arch 1\n"
+	"input x 3 6 5\n"
+	"conv c1 x out=4 k=3 p=1\n"
+	"bn b1 c1\n"
+	"relu r1 b1\n"
+	"add a1 r1 r1\n"
+	"conv dead r1 out=2 k=1\n"
+	"concat cc a1 a1\n"
+	"prelu p1 cc\n"
+	"conv c2 p1 out=4 k=1\n"
+	"add a2 c2 b1 r1\n"
+	"dropout d a2 p=0.3\n"
+	"gap g d\n"
+	"flatten f g\n"
+	"linear fc f out=6\n"
+	"bn1d e fc\n"
+	"output e\n"
+	"output b1\n";
 
 /* Runs arch text through both executors at batch N in type t and compares.
  * Tolerances relative to each tensor's largest magnitude: fp32 2e-4 — the
@@ -51,7 +75,8 @@ static const mfr_layer *compare_output(mfr_gpu *g, mfr_net *cn, mfr_gnet *gn, co
 	return O;
 }
 
-static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_dtype t)
+/* ... with no gradient for output skip (-1: every output has one). */
+static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_dtype t, int skip)
 {
 	char what[160];
 	mfr_error e = {{0}};
@@ -98,6 +123,8 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 		dbuf[k] = gcheck_xmalloc((size_t)N * dim * sizeof *dbuf[k]);
 		gcheck_fill(dbuf[k], (size_t)N * dim, 100 + (uint64_t)k, 1.0f);
 		gcheck_round(dbuf[k], (size_t)N * dim, t);
+		if (k == skip)
+			continue;
 		cdouts[k] = dbuf[k];
 		douts[k] = gcheck_put_nhwc(g, dbuf[k], N, O->shape.c, O->shape.h * O->shape.w, t);
 	}
@@ -110,25 +137,27 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 
 	mfr_net_zero_grad(cn);
 	CHECK(mfr_net_backward(cn, cdouts, &e) == 0);
-	if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, NULL, NULL, &e) < 0)
-		gcheck_die("gnet backward", &e);
-	float *gg = gcheck_xmalloc(P * sizeof *gg);
-	if (mfr_gnet_get_grads(gn, gg, &e) < 0)
-		gcheck_die("get grads", &e);
-	/* per tensor, so a wrong layer is named */
-	for (int i = 0; i < a->n_tensors; i++) {
-		const mfr_arch_tensor *T = &a->tensors[i];
-		if (T->buffer)
-			continue;
-		float *want = mfr_net_tensor_grad(cn, i);
-		size_t off = (size_t)(want - mfr_net_grads(cn));
-		snprintf(what, sizeof what, "%s %s gradient of %s", name, mfr_dtype_name(t), T->name);
-		gcheck_close(what, gg + off, want, (size_t)T->count, tol);
+	float *gg = gcheck_xmalloc(P * sizeof *gg), *gx = gcheck_xmalloc(xn * sizeof *gx);
+	for (int run = 1; run <= 2; run++) {
+		if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, NULL, NULL, &e) < 0)
+			gcheck_die("gnet backward", &e);
+		if (mfr_gnet_get_grads(gn, gg, &e) < 0)
+			gcheck_die("get grads", &e);
+		/* per tensor, so a wrong layer is named */
+		for (int i = 0; i < a->n_tensors; i++) {
+			const mfr_arch_tensor *T = &a->tensors[i];
+			if (T->buffer)
+				continue;
+			float *want = mfr_net_tensor_grad(cn, i);
+			size_t off = (size_t)(want - mfr_net_grads(cn));
+			snprintf(what, sizeof what, "%s %s backward %d: gradient of %s", name, mfr_dtype_name(t), run,
+				 T->name);
+			gcheck_close(what, gg + off, want, (size_t)T->count, tol);
+		}
+		gcheck_get_nchw(g, gx, mfr_gnet_input_grad(gn), N, C, HW, t);
+		snprintf(what, sizeof what, "%s %s backward %d: input gradient", name, mfr_dtype_name(t), run);
+		gcheck_close(what, gx, mfr_net_input_grad(cn), xn, tol);
 	}
-	float *gx = gcheck_xmalloc(xn * sizeof *gx);
-	gcheck_get_nchw(g, gx, mfr_gnet_input_grad(gn), N, C, HW, t);
-	snprintf(what, sizeof what, "%s %s input gradient", name, mfr_dtype_name(t));
-	gcheck_close(what, gx, mfr_net_input_grad(cn), xn, tol);
 
 	free(gx);
 	free(gg);
@@ -215,10 +244,12 @@ int main(void)
 	if (g) {
 		mfr_dtype types[3] = {MFR_F32, MFR_F16, MFR_BF16};
 		for (int k = 0; k < 3; k++) {
-			compare(g, "tiny", TINY, 4, types[k]);
-			compare(g, "head", HEAD, 3, types[k]);
+			compare(g, "tiny", TINY, 4, types[k], -1);
+			compare(g, "head", HEAD, 3, types[k], -1);
+			compare(g, "graph", GRAPH, 3, types[k], -1);
 		}
-		compare(g, "tiny batch 2", TINY, 2, MFR_F32);
+		compare(g, "tiny batch 2", TINY, 2, MFR_F32, -1);
+		compare(g, "graph, no gradient for output 1", GRAPH, 3, MFR_F32, 1);
 		for (int k = 0; k < 3; k++) {
 			compare_inference(g, "tiny", TINY, 4, types[k]);
 			compare_inference(g, "head", HEAD, 3, types[k]);
