@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "util.h" /* defines: mfr_error */
 
@@ -130,6 +131,26 @@ int mfr_gpu_check(mfr_gpu *g, const char *what, mfr_error *e);
  * launcher of g (cuDNN workspaces, reductions): valid until the next call
  * that asks for scratch. Grows, never shrinks. NULL with e filled. */
 void *mfr_gpu_scratch(mfr_gpu *g, size_t bytes, mfr_error *e);
+
+/* ---- where the time of a step goes (MFR_GPU_PROFILE=1) ----
+ * Named spans on g's main stream, timed with CUDA events. mfr_gpu_span
+ * ends the running span and starts one called name (a string that outlives
+ * g: a literal or a static table's; NULL starts a gap that counts for
+ * nothing); it does nothing unless profiling is on, which mfr_gpu_open
+ * sets from the environment (MFR_GPU_PROFILE=1) and mfr_gpu_profile
+ * changes. A span's time is the stream's wall time between its two events:
+ * its kernels and any wait for the host in between. mfr_gpu_profile_collect
+ * waits for the stream and adds every ended span to its name's total (the
+ * running span carries over); call it once a step, as the events pile up
+ * until then. mfr_gpu_profile_report prints the totals to f, largest first,
+ * a line each ("#   12.345 ms  20.1%    53.0 calls  conv bwd": ms and calls
+ * per unit, a step when units = steps, and the share), and
+ * clears them (nothing when there are none). -1 with e filled on a CUDA error. */
+void mfr_gpu_profile(mfr_gpu *g, int on);
+int mfr_gpu_profiling(const mfr_gpu *g);
+void mfr_gpu_span(mfr_gpu *g, const char *name);
+int mfr_gpu_profile_collect(mfr_gpu *g, mfr_error *e);
+void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units);
 
 /* Bytes of device memory g has allocated through mfr_gpu_alloc and scratch,
  * now and at most (for the memory report of the benchmarks). */

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "arch.h"  /* defines: mfr_arch */
 #include "comm.h"  /* defines: mfr_comm */
@@ -112,6 +113,13 @@ double mfr_gtrain_loss_scale(const mfr_gtrain *t);
  * resumed run then skips and grows where an uninterrupted one does). */
 void mfr_gtrain_scale_state(const mfr_gtrain *t, int *log2_scale, int *clean);
 void mfr_gtrain_set_scale_state(mfr_gtrain *t, int log2_scale, int clean);
+
+/* The span profiler of the step's device (gpu.h; on when the environment
+ * has MFR_GPU_PROFILE=1): on/off, and the time per span so far per step
+ * printed to f (then cleared). With it on, each step waits for the device
+ * at its end (to read the events): overlap across steps is lost. */
+void mfr_gtrain_profile(mfr_gtrain *t, int on);
+void mfr_gtrain_profile_report(mfr_gtrain *t, FILE *f, double steps);
 
 /* Device memory held now and at most (mfr_gpu_usage). */
 void mfr_gtrain_memory(const mfr_gtrain *t, size_t *now, size_t *peak);

@@ -887,6 +887,8 @@ int mfr_train_run(const mfr_train_config *c, mfr_comm *comm, mfr_error *e)
 #ifdef MFR_HAVE_CUDA
 	if (r->gt && mfr_gtrain_get_state(r->gt, mfr_net_params(r->net), NULL, NULL, NULL, e) < 0)
 		goto out;
+	if (r->gt && r->rank == 0 && step > first) /* MFR_GPU_PROFILE=1: where the steps' GPU time went */
+		mfr_gtrain_profile_report(r->gt, stderr, (double)(step - first));
 #endif
 	if (r->rank == 0 && c->output && save_model(r, c->output, e) < 0)
 		goto out;

@@ -444,6 +444,17 @@ static int refresh_weights(mfr_gnet *n, mfr_error *e)
 	return mfr_gpu_check(n->g, "weight copies", e);
 }
 
+/* Profiler span names per op (mfr_gpu_span), in mfr_op's order. */
+_Static_assert(MFR_OP_COUNT == 20 && MFR_OP_SPLAT == 19, "the span tables follow mfr_op");
+static const char *const SPAN_FWD[MFR_OP_COUNT] = {
+	"input copy", "conv fwd", "bn fwd", "bn1d fwd", "prelu fwd", "relu fwd", "sigmoid fwd", "add fwd",
+	"concat fwd", "gap fwd", "maxpool fwd", "avgpool fwd", "pad fwd", "chpad fwd", "dropout fwd",
+	"flatten fwd", "linear fwd", "l2norm fwd", "se fwd", "splat fwd"};
+static const char *const SPAN_BWD[MFR_OP_COUNT] = {
+	"input", "conv bwd", "bn bwd", "bn1d bwd", "prelu bwd", "relu bwd", "sigmoid bwd", "add bwd",
+	"concat bwd", "gap bwd", "maxpool bwd", "avgpool bwd", "pad bwd", "chpad bwd", "dropout bwd",
+	"flatten bwd", "linear bwd", "l2norm bwd", "se bwd", "splat bwd"};
+
 int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64_t seed, mfr_error *e)
 {
 	const mfr_arch *a = n->a;
@@ -466,6 +477,7 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 		for (int k = 0; k < L->n_in; k++)
 			n->inbuf[k] = ACT(L->in[k]);
 		const void *in = L->n_in ? n->inbuf[0] : NULL;
+		mfr_gpu_span(g, SPAN_FWD[L->op]);
 		switch (L->op) {
 		case MFR_OP_INPUT:
 			if (mfr_gpu_copy(g, out, x, cnt * n->es, e) < 0)
@@ -604,6 +616,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		return mfr_fail(e, "backward needs a training forward first");
 	int N = n->last_batch;
 	/* the loss's gradients: the first into an output's slot assigns */
+	mfr_gpu_span(g, "backward seed");
 	for (int k = 0; k < a->n_outputs; k++) {
 		int o = a->outputs[k], seen = 0;
 		for (int j = 0; j < k; j++)
@@ -630,6 +643,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		const mfr_shape *is = &L->in_shape;
 		int C = is->c, HW = is->h * is->w, M = N * HW;
 		size_t cnt = n->anum[i] * (size_t)N;
+		mfr_gpu_span(g, SPAN_BWD[L->op]);
 		if (!takes_acc(L->op)) /* a gradient born here is zeroed for the launcher's += */
 			for (int k = 0; k < L->n_in; k++)
 				if (first[k] && mfr_gpu_zero(g, DACT(L->in[k]), n->anum[L->in[k]] * (size_t)N * n->es, e) < 0)
@@ -640,6 +654,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 			mfr_layer_conv_shape(L, N, &s);
 			if (mfr_conv_backward_cuda(dx, n->dwc, L->bias ? G(L, 1) : NULL, dy, in, WC(i), &s, acc, t, g, e) < 0)
 				return -1;
+			mfr_gpu_span(g, "conv wgrad fold");
 			mfr_conv_weight_grad_cuda(G(L, 0), n->dwc, &s, t, g);
 			break;
 		}

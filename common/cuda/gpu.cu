@@ -78,6 +78,8 @@ mfr_gpu *mfr_gpu_open(int dev, mfr_error *e)
 	g->dev = dev;
 	const char *s = getenv("MFR_CUDA_SYNC");
 	g->sync_each = s && s[0] == '1';
+	s = getenv("MFR_GPU_PROFILE");
+	g->prof = s && s[0] == '1';
 	if (open_handles(g, e) < 0) {
 		open_fail(g, e);
 		return NULL;
@@ -96,6 +98,11 @@ void mfr_gpu_close(mfr_gpu *g)
 		cudaStreamSynchronize(g->side);
 	if (g->scratch)
 		cudaFree(g->scratch);
+	for (int i = 0; i < g->pmade; i++)
+		cudaEventDestroy(g->pev[i]);
+	free(g->pev);
+	free(g->pname);
+	free(g->ptot);
 	if (g->dnn)
 		cudnnDestroy(g->dnn);
 	if (g->blas)
@@ -300,6 +307,103 @@ void *mfr_gpu_scratch(mfr_gpu *g, size_t bytes, mfr_error *e)
 	if (g->used > g->peak)
 		g->peak = g->used;
 	return g->scratch;
+}
+
+/* ---- span profiler ---- */
+
+struct mfr_gpu_ptotal {
+	const char *name;
+	double ms;
+	long n;
+};
+
+void mfr_gpu_profile(mfr_gpu *g, int on) { g->prof = on; }
+int mfr_gpu_profiling(const mfr_gpu *g) { return g->prof; }
+
+void mfr_gpu_span(mfr_gpu *g, const char *name)
+{
+	if (!g->prof)
+		return;
+	if (g->pn == g->pmade) { /* one more event; on failure the profile stops */
+		int cap = g->pmade ? 2 * g->pmade : 256;
+		cudaEvent_t *ev = (cudaEvent_t *)realloc(g->pev, (size_t)cap * sizeof *ev);
+		if (ev)
+			g->pev = ev;
+		const char **nm = (const char **)realloc(g->pname, (size_t)cap * sizeof *nm);
+		if (nm)
+			g->pname = nm;
+		if (!ev || !nm || cudaEventCreate(&g->pev[g->pmade]) != cudaSuccess) {
+			cudaGetLastError();
+			g->prof = 0;
+			return;
+		}
+		g->pmade++;
+	}
+	if (cudaEventRecord(g->pev[g->pn], g->stream) != cudaSuccess) {
+		cudaGetLastError();
+		g->prof = 0;
+		return;
+	}
+	g->pname[g->pn++] = name;
+}
+
+static void ptotal_add(mfr_gpu *g, const char *name, double ms)
+{
+	int i = 0;
+	while (i < g->ntot && g->ptot[i].name != name && strcmp(g->ptot[i].name, name) != 0)
+		i++;
+	if (i == g->ntot) {
+		struct mfr_gpu_ptotal *t = (struct mfr_gpu_ptotal *)realloc(g->ptot, (size_t)(i + 1) * sizeof *t);
+		if (!t)
+			return;
+		g->ptot = t;
+		g->ptot[g->ntot++] = (struct mfr_gpu_ptotal){name, 0, 0};
+	}
+	g->ptot[i].ms += ms;
+	g->ptot[i].n++;
+}
+
+int mfr_gpu_profile_collect(mfr_gpu *g, mfr_error *e)
+{
+	if (g->pn < 2)
+		return 0;
+	MFR_CUDA_CHECK(e, cudaEventSynchronize(g->pev[g->pn - 1]));
+	for (int i = 0; i + 1 < g->pn; i++) {
+		float ms = 0;
+		if (!g->pname[i])
+			continue;
+		MFR_CUDA_CHECK(e, cudaEventElapsedTime(&ms, g->pev[i], g->pev[i + 1]));
+		ptotal_add(g, g->pname[i], ms);
+	}
+	cudaEvent_t last = g->pev[g->pn - 1]; /* the running span starts the next batch */
+	g->pev[g->pn - 1] = g->pev[0];
+	g->pev[0] = last;
+	g->pname[0] = g->pname[g->pn - 1];
+	g->pn = 1;
+	return 0;
+}
+
+static int ptotal_desc(const void *a, const void *b)
+{
+	double x = ((const struct mfr_gpu_ptotal *)a)->ms, y = ((const struct mfr_gpu_ptotal *)b)->ms;
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units)
+{
+	double all = 0;
+	if (!g->ntot)
+		return;
+	for (int i = 0; i < g->ntot; i++)
+		all += g->ptot[i].ms;
+	qsort(g->ptot, (size_t)g->ntot, sizeof *g->ptot, ptotal_desc);
+	if (units <= 0)
+		units = 1;
+	fprintf(f, "# GPU time by span on %s: %.3f ms per step over %g steps\n", g->name, all / units, units);
+	for (int i = 0; i < g->ntot; i++)
+		fprintf(f, "#   %9.3f ms %5.1f%% %8.1f calls  %s\n", g->ptot[i].ms / units,
+			all > 0 ? 100 * g->ptot[i].ms / all : 0.0, g->ptot[i].n / units, g->ptot[i].name);
+	g->ntot = 0;
 }
 
 void mfr_gpu_usage(const mfr_gpu *g, size_t *now, size_t *peak)

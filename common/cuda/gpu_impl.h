@@ -38,6 +38,12 @@ struct mfr_gpu {
 	size_t scratch_bytes;
 	size_t used, peak;      /* bytes through mfr_gpu_alloc and scratch */
 	char launch_err[256];   /* the first failed launch since the last check */
+	int prof;               /* span profiler (gpu.h) */
+	cudaEvent_t *pev;       /* events recorded, pn of them; pmade created */
+	const char **pname;     /* the span each event starts (NULL: a gap) */
+	int pn, pmade;
+	struct mfr_gpu_ptotal *ptot; /* totals per name */
+	int ntot;
 };
 
 /* Return -1 (mfr_fail) from the enclosing function when call fails. */

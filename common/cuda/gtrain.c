@@ -255,6 +255,7 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	 * next upload (side stream) waits until this has read it */
 	if (mfr_gpu_main_wait(g, e) < 0)
 		return -1;
+	mfr_gpu_span(g, "input");
 	if (c->raw)
 		mfr_input_cuda(t->x, c->dtype, t->xin, B, hw, c->input.mean, c->input.scale, c->input.bgr, g);
 	else
@@ -262,10 +263,12 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	if (mfr_gpu_side_wait(g, e) < 0 || mfr_gnet_forward(t->net, t->x, B, 1, fwd_seed, e) < 0)
 		return -1;
 	/* embeddings as float32 to every rank; labels over the host */
+	mfr_gpu_span(g, "embedding gather");
 	mfr_convert_cuda(t->emb, MFR_F32, mfr_gnet_output(t->net, 0, NULL), c->dtype, bd, g);
 	if (mfr_gcomm_allgather(t->gc, t->emb, t->F, bd, MFR_F32, e) < 0)
 		return -1;
 	mfr_comm_allgather(t->comm, t->lab, t->L, (size_t)B, MFR_I32);
+	mfr_gpu_span(g, "classifier fwd+bwd");
 	if (mfr_gpfc_sample(t->fc, t->L, t->G, pfc_seed, e) < 0 ||
 	    mfr_gpfc_forward_backward(t->fc, t->gc, t->F, t->L, t->G, &c->margin, loss, acc, t->dF, e) < 0)
 		return -1;
@@ -273,6 +276,7 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 		return mfr_fail(e, "the loss is not finite (lr %g): lower --lr or set --clip", lr);
 	/* this rank's rows, times the loss scale, in the net's type */
 	float *mine = t->dF + (size_t)t->rank * bd;
+	mfr_gpu_span(g, "loss scale + zero grads");
 	if (t->scale != 1)
 		mfr_scale_cuda(mine, (float)t->scale, bd, g);
 	mfr_convert_cuda(t->dout, c->dtype, mine, MFR_F32, bd, g);
@@ -291,6 +295,7 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	/* the norm (and, for fp16, overflow) in one pass; this waits for the step */
 	float ss;
 	int bad = 0;
+	mfr_gpu_span(g, "gradient norm");
 	if (mfr_gpu_zero(g, t->flag, sizeof(int), e) < 0)
 		return -1;
 	mfr_sumsq_cuda(t->red, t->flag, grads, t->ptotal, g);
@@ -309,17 +314,26 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	*gnorm = norm;
 	if (c->clip > 0 && norm > c->clip)
 		gscale *= c->clip / norm;
+	mfr_gpu_span(g, "sgd backbone");
 	for (int r = 0; r < t->nruns; r++)
 		mfr_sgd_cuda(params + t->run_off[r], t->mom + t->run_off[r], grads + t->run_off[r], t->run_len[r], (float)lr,
 			     (float)c->momentum, (float)c->wd, (float)gscale, g);
 	mfr_gnet_params_changed(t->net);
+	mfr_gpu_span(g, "sgd classifier");
 	mfr_gpfc_step(t->fc, lr, c->momentum, c->fc_wd, c->sparse_momentum);
+	mfr_gpu_span(g, NULL); /* until the next step: the host's time */
 	if (c->dtype == MFR_F16 && ++t->clean >= SCALE_GROWTH) {
 		t->scale *= 2;
 		t->clean = 0;
 	}
-	return mfr_gpu_check(g, "training step", e);
+	if (mfr_gpu_check(g, "training step", e) < 0)
+		return -1;
+	return mfr_gpu_profiling(g) ? mfr_gpu_profile_collect(g, e) : 0;
 }
+
+void mfr_gtrain_profile_report(mfr_gtrain *t, FILE *f, double steps) { mfr_gpu_profile_report(t->g, f, steps); }
+
+void mfr_gtrain_profile(mfr_gtrain *t, int on) { mfr_gpu_profile(t->g, on); }
 
 int mfr_gtrain_get_state(mfr_gtrain *t, float *params, float *mom, float *fcw, float *fcm, mfr_error *e)
 {

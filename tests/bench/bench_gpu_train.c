@@ -8,13 +8,17 @@
  * the upload is counted against mfr).
  *
  *   bench_gpu_train [--arch A] [--batch N] [--classes C] [--rate R] [--dtype T]
- *                   [--steps S] [--warmup W] [--max-classes]
+ *                   [--steps S] [--warmup W] [--max-classes] [--profile]
  *
  * Prints one line: "mfr arch=r50 batch=128 dtype=fp16 classes=100000 rate=1
  * img_s=... step_ms=... peak_gib=... loss=...". --max-classes instead finds
  * the largest class count whose step fits at --rate (default 0.1 there): the
  * planner's figure, then confirmed by building it and running two steps,
- * halving the gap on failure. Without a GPU it prints why and exits 0. */
+ * halving the gap on failure. --profile times the steps span by span
+ * (mfr_gpu_span: each layer type forward and backward, the classifier, the
+ * optimizer) and prints that table before the line; each step then waits
+ * for the device, so its img_s is not the benchmark's. Without a GPU it
+ * prints why and exits 0. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +38,7 @@
 #ifdef MFR_HAVE_CUDA
 typedef struct {
 	const char *arch;
-	int batch, steps, warmup;
+	int batch, steps, warmup, profile;
 	int64_t classes;
 	double rate;
 	mfr_dtype t;
@@ -64,6 +68,7 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 			mfr_fail(e, "out of memory");
 		goto out;
 	}
+	mfr_gtrain_profile(t, 0); /* the timed steps only, with --profile */
 	mfr_net_init(host, 1);
 	if (mfr_gtrain_put_state(t, mfr_net_params(host), NULL, NULL, NULL, e) < 0)
 		goto out;
@@ -74,8 +79,10 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 	double t0 = 0, gn, acc;
 	int skip;
 	for (int s = 0; s < o->warmup + o->steps; s++) {
-		if (s == o->warmup)
+		if (s == o->warmup) {
+			mfr_gtrain_profile(t, o->profile);
 			t0 = mfr_now();
+		}
 		for (int i = 0; i < o->batch; i++)
 			lab[i] = (int32_t)mfr_rng_below(&r, (uint64_t)o->classes);
 		if (mfr_gtrain_stage(t, x[s & 1], lab, e) < 0 ||
@@ -85,6 +92,7 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 	if (mfr_gtrain_sync(t, e) < 0)
 		goto out;
 	*ips = (double)o->steps * o->batch / (mfr_now() - t0);
+	mfr_gtrain_profile_report(t, stdout, o->steps);
 	size_t now, pk;
 	mfr_gtrain_memory(t, &now, &pk);
 	*peak = (double)pk;
@@ -130,6 +138,8 @@ int main(int argc, char **argv)
 			o.t = (mfr_dtype)mfr_dtype_parse(v), i++;
 		else if (!strcmp(argv[i], "--max-classes"))
 			maxc = 1;
+		else if (!strcmp(argv[i], "--profile"))
+			o.profile = 1;
 		else {
 			fprintf(stderr, "bench_gpu_train: unknown option '%s'\n", argv[i]);
 			return 2;

@@ -10,10 +10,11 @@
 #   3. runs the tool tests on the GPU (tests/bats/gpu.bats);
 #   4. benchmarks mfr's training step (bench_gpu_train) against PyTorch's
 #      (tests/gpu/torch_ref.py) on the same GPU, network and loss, and the
-#      loader alone on the machine's cores (mfr-train --loader-only);
+#      loader alone on the machine's cores (mfr-train --loader-only), and
+#      where mfr's step spends its GPU time (bench_gpu_train --profile);
 # printing each table row as it comes and the whole table last. Under $OUT
-# (what the device tool brings back) at most five files: machine.txt,
-# units.log, gpu.bats.log, bench.log, summary.txt.
+# (what the device tool brings back) at most six files: machine.txt,
+# units.log, gpu.bats.log, bench.log, profile.txt, summary.txt.
 #
 # STAGE=tests (steps 1-3), STAGE=bench (1 and 4) or all (default); QUICK=1:
 # the first benchmark row only; BUDGET: seconds this call may use (default
@@ -39,6 +40,11 @@ row() {
 	TABLE+=("$r")
 }
 declare -a TABLE
+# $TMP/NAME.arch: a preset's text as mfr writes it, which torch_ref.py builds
+arch_file() {
+	[ -e "$TMP/$1.arch" ] || { $P/bin/mfr-model --new "$1" -o "$TMP/$1.mfrm" 2>/dev/null &&
+		$P/bin/mfr-model --arch "$TMP/$1.mfrm" >"$TMP/$1.arch"; }
+}
 [ -d $P ] || { echo "no $P: run tests/gpu/build.sh here and carry $P"; exit 2; }
 
 # 1. the machine; the CUDA libraries of the image's PyTorch packages, then ours
@@ -121,8 +127,7 @@ if [ "$STAGE" != tests ]; then
 			continue
 		fi
 		arch=$(echo "$cfg" | awk '{print $2}')
-		[ -e "$TMP/$arch.arch" ] || { $P/bin/mfr-model --new "$arch" -o "$TMP/$arch.mfrm" 2>/dev/null &&
-			$P/bin/mfr-model --arch "$TMP/$arch.mfrm" >"$TMP/$arch.arch"; }
+		arch_file "$arch"
 		m=$(timeout 90 $P/bench/bench_gpu_train $cfg --steps 20 --warmup 5 2>>"$TMP/bench.err" | tail -n 1)
 		tcfg=$(echo "$cfg" | sed "s|--arch $arch|--arch $TMP/$arch.arch|; s|--rate|--sample-rate|")
 		t=$(timeout 90 $PY tests/gpu/torch_ref.py $tcfg --fc-momentum sparse --dropout 0 --steps 20 --warmup 5 \
@@ -135,6 +140,18 @@ if [ "$STAGE" != tests ]; then
 		ratio=$(awk -v a="$mi" -v b="$ti" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }')
 		row "$name" "mfr ${mi:-fail} img/s ${mm:-?} GiB | torch ${ti:-fail} img/s ${tm:-?} GiB | x$ratio"
 	done
+	# the step span by span (each layer type forward and backward, the
+	# classifier, the optimizer): where the next change should go
+	if [ "${QUICK:-0}" != 1 ] && [ "$(left)" -ge 80 ]; then
+		timeout 60 $P/bench/bench_gpu_train --arch r50 --batch 128 --dtype fp16 --classes 100000 --rate 1 \
+			--steps 10 --warmup 5 --profile >"$OUT/profile.txt" 2>>"$TMP/bench.err"
+		arch_file r50
+		[ "$(left)" -ge 60 ] && timeout 50 $PY tests/gpu/torch_ref.py --arch "$TMP/r50.arch" --batch 128 --dtype fp16 \
+			--classes 100000 --sample-rate 1 --fc-momentum sparse --dropout 0 --steps 10 --warmup 5 --profile \
+			>>"$OUT/profile.txt" 2>>"$TMP/bench.err"
+		row "r50 b128 fp16 GPU time, top spans" "$(grep '^# .* calls ' "$OUT/profile.txt" | head -n 4 |
+			sed 's/^# *[0-9.]* ms *\([0-9.]*%\) .* calls  \(.*\)$/\2 \1/' | paste -sd';' - | sed 's/;/; /g')"
+	fi
 	# the data path alone on this machine's cores: what a step must not wait
 	# for (raw pixels, as a GPU run's loader hands them out)
 	if [ "${QUICK:-0}" != 1 ] && [ "$(left)" -ge 60 ]; then

@@ -1080,8 +1080,28 @@ def run_train(a, args, label):
         t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         t0.record()
     wall = time.perf_counter()
-    for t in range(args.warmup, args.warmup + args.steps):
-        losses.append(tr.step(t))
+    if args.profile:  # the same steps under torch.profiler: its table, then the line
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            for t in range(args.warmup, args.warmup + args.steps):
+                losses.append(tr.step(t))
+            if cuda:
+                torch.cuda.synchronize()
+        keys = ("self_device_time_total", "self_cuda_time_total") if cuda else ("self_cpu_time_total",)
+        table, key = None, keys[0]
+        for key in keys:  # the device's key was renamed across releases
+            try:
+                table = prof.key_averages().table(sort_by=key, row_limit=20)
+                break
+            except Exception:  # noqa: BLE001 — an unknown key: try the other name
+                continue
+        table = table or "(no table: this torch knows none of the keys %s)" % (keys,)
+        print(f"# torch.profiler over {args.steps} steps, by {key}:")
+        print("\n".join("# " + ln for ln in table.splitlines()))
+    else:
+        for t in range(args.warmup, args.warmup + args.steps):
+            losses.append(tr.step(t))
     if cuda:
         t1.record()
         t1.synchronize()
@@ -1368,6 +1388,9 @@ def main(argv=None):
     ap.add_argument("--pool", type=int, default=16, help="batches of synthetic data on the device (default 16)")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="--max-classes: search time cap (default 60)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", action="store_true",
+                    help="train mode: the timed steps under torch.profiler, its table (# lines) before the line "
+                         "(its overhead is in img_s)")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                     help="cuda (default) or cpu: this script's pre-flight where there is no GPU (fp32 or bf16; "
                          "times and memory mean nothing there)")

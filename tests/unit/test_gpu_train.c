@@ -127,7 +127,8 @@ static void cpu_run(const mfr_arch *a, const float *p0, const float *w0, const f
  * GradScaler's 2^16 would overflow fp16 and skip the first steps (tested for
  * no skip). */
 static void gpu_run(const mfr_arch *a, mfr_dtype t, const float *p0, const float *w0, const float *x,
-		    const uint8_t *px, const int32_t *lab, double rate, double clip, size_t P, int steps, result *r)
+		    const uint8_t *px, const int32_t *lab, double rate, double clip, size_t P, int steps, result *r,
+		    FILE *prof)
 {
 	mfr_error e = {{0}};
 	mfr_gtrain_config c = {.device = 0, .dtype = t, .batch = B, .classes = C, .sample_rate = rate,
@@ -143,6 +144,7 @@ static void gpu_run(const mfr_arch *a, mfr_dtype t, const float *p0, const float
 	size_t rows = (size_t)(c1 - c0);
 	if (mfr_gtrain_put_state(g, p0, NULL, w0 + (size_t)c0 * D, NULL, &e) < 0)
 		gcheck_die("put state", &e);
+	mfr_gtrain_profile(g, prof != NULL);
 	/* the batches in page-locked memory, as the trainer's loader gives them */
 	size_t xb = (size_t)B * IMG * (px ? 1 : sizeof(float));
 	void *host = mfr_gtrain_host_alloc(g, xb, &e);
@@ -158,6 +160,8 @@ static void gpu_run(const mfr_arch *a, mfr_dtype t, const float *p0, const float
 			gcheck_die("step", &e);
 		CHECK(!skip);
 	}
+	if (prof)
+		mfr_gtrain_profile_report(g, prof, steps);
 	mfr_gtrain_host_free(g, host);
 	r->params = gcheck_xmalloc(P * sizeof *r->params);
 	r->mom = gcheck_xmalloc(P * sizeof *r->mom);
@@ -166,6 +170,27 @@ static void gpu_run(const mfr_arch *a, mfr_dtype t, const float *p0, const float
 	if (mfr_gtrain_get_state(g, r->params, r->mom, r->fcw, r->fcm, &e) < 0)
 		gcheck_die("get state", &e);
 	mfr_gtrain_free(g);
+}
+
+/* The span profiler's table (report, rewound) holds span with calls per
+ * step (a time >= 0). */
+static void check_span(FILE *report, const char *span, double calls)
+{
+	char line[256], name[64];
+	double ms, share, n;
+	int found = 0;
+	rewind(report);
+	while (fgets(line, sizeof line, report))
+		if (sscanf(line, "# %lf ms %lf%% %lf calls %63[^\n]", &ms, &share, &n, name) == 4) {
+			if (!strcmp(name, span)) {
+				found = 1;
+				CHECK(ms >= 0 && share >= 0 && share <= 100);
+				if (!check_report(fabs(n - calls) < 1e-9, span, __FILE__, __LINE__))
+					fprintf(stderr, "    %s: %g calls per step, want %g\n", span, n, calls);
+			}
+		}
+	if (!found)
+		check_report(0, span, __FILE__, __LINE__);
 }
 
 static void result_free(result *r)
@@ -255,20 +280,41 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
 		result cpu, gpu;
 		cpu_run(a, p0, w0, cases[k].raw ? xr : x, lab, cases[k].rate, cases[k].clip, &cpu);
-		gpu_run(a, MFR_F32, p0, w0, x, cases[k].raw ? px : NULL, lab, cases[k].rate, cases[k].clip, P, STEPS, &gpu);
+		gpu_run(a, MFR_F32, p0, w0, x, cases[k].raw ? px : NULL, lab, cases[k].rate, cases[k].clip, P, STEPS, &gpu,
+			NULL);
 		char what[64];
 		snprintf(what, sizeof what, "fp32 %s%s", cases[k].what, K > 1 ? ", ranks" : "");
 		compare(what, &gpu, &cpu, P, STEPS, 1e-3);
+		if (k == 0) { /* the span profiler: same steps, each span counted once per layer and step */
+			result pr;
+			FILE *rep = tmpfile();
+			CHECK(rep != NULL);
+			gpu_run(a, MFR_F32, p0, w0, x, NULL, lab, 1.0, 0, P, STEPS, &pr, rep);
+			compare("fp32 dense, profiled", &pr, &gpu, P, STEPS, 0);
+			if (rep) {
+				static const struct {
+					const char *span;
+					double calls;
+				} want[] = {{"conv fwd", 4}, {"conv bwd", 4}, {"conv wgrad fold", 4}, {"bn fwd", 6},
+					    {"bn bwd", 6},   {"bn1d fwd", 1}, {"prelu bwd", 2},       {"input", 1},
+					    {"input copy", 1}, {"classifier fwd+bwd", 1}, {"sgd backbone", 1},
+					    {"sgd classifier", 1}, {"gradient norm", 1}, {"backward seed", 1}};
+				for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+					check_span(rep, want[i].span, want[i].calls);
+				fclose(rep);
+			}
+			result_free(&pr);
+		}
 		result_free(&cpu), result_free(&gpu);
 	}
 	/* one mixed-precision step near the fp32 step: fp16 keeps 11 bits, bf16
 	 * 8, through every layer and both passes (over several steps the
 	 * trajectories part: batch norm over 6 images amplifies the difference) */
 	result f, h, b;
-	gpu_run(a, MFR_F32, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &f);
-	gpu_run(a, MFR_F16, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &h);
+	gpu_run(a, MFR_F32, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &f, NULL);
+	gpu_run(a, MFR_F16, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &h, NULL);
 	compare("fp16 vs fp32, one step", &h, &f, P, 1, 3e-2);
-	gpu_run(a, MFR_BF16, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &b);
+	gpu_run(a, MFR_BF16, p0, w0, x, NULL, lab, 1.0, 0, P, 1, &b, NULL);
 	compare("bf16 vs fp32, one step", &b, &f, P, 1, 1.5e-1);
 	result_free(&f), result_free(&h), result_free(&b);
 	free(p0), free(w0), free(x), free(xr), free(px), free(lab);
