@@ -143,8 +143,12 @@ if [ "$STAGE" != tests ]; then
 	# the step span by span (each layer type forward and backward, the
 	# classifier, the optimizer): where the next change should go
 	if [ "${QUICK:-0}" != 1 ] && [ "$(left)" -ge 80 ]; then
-		timeout 60 $P/bench/bench_gpu_train --arch r50 --batch 128 --dtype fp16 --classes 100000 --rate 1 \
-			--steps 10 --warmup 5 --profile >"$OUT/profile.txt" 2>>"$TMP/bench.err"
+		MFR_CONV_LOG=1 timeout 60 $P/bench/bench_gpu_train --arch r50 --batch 128 --dtype fp16 --classes 100000 \
+			--rate 1 --steps 10 --warmup 5 --profile >"$OUT/profile.txt" 2>"$TMP/plans.err"
+		grep '^# conv plan' "$TMP/plans.err" >>"$OUT/profile.txt"
+		grep -v '^# conv plan' "$TMP/plans.err" >>"$TMP/bench.err"
+		row "r50 b128 fp16 conv plans (fwd, bwd data, bwd filter)" \
+			"$(grep -c 'cuDNN algo' "$TMP/plans.err") on cuDNN, $(grep -c 'direct kernels' "$TMP/plans.err") on direct kernels"
 		arch_file r50
 		[ "$(left)" -ge 60 ] && timeout 50 $PY tests/gpu/torch_ref.py --arch "$TMP/r50.arch" --batch 128 --dtype fp16 \
 			--classes 100000 --sample-rate 1 --fc-momentum sparse --dropout 0 --steps 10 --warmup 5 --profile \

@@ -152,6 +152,19 @@ static inline void *gcheck_put(mfr_gpu *g, const float *x, size_t n, mfr_dtype t
 	return d;
 }
 
+/* A new device buffer of n values of type t, all NaN: an output a launcher
+ * leaves unwritten, or a gradient an acc = 0 launcher reads, stays NaN and
+ * fails the comparison. */
+static inline void *gcheck_nan(mfr_gpu *g, size_t n, mfr_dtype t)
+{
+	float *h = (float *)gcheck_xmalloc((n ? n : 1) * sizeof *h);
+	for (size_t i = 0; i < n; i++)
+		h[i] = NAN;
+	void *d = gcheck_put(g, h, n, t);
+	free(h);
+	return d;
+}
+
 /* Device buffer of type t -> host floats (waits for the stream; aborts with
  * the launch error when a kernel failed). */
 static inline void gcheck_get(mfr_gpu *g, float *x, const void *d, size_t n, mfr_dtype t)

@@ -58,18 +58,6 @@ static float *fdup(const float *x, size_t n)
 	return y;
 }
 
-/* A device buffer of n values of type t filled with NaN: what a forward
- * fails to write stays NaN and fails the comparison. */
-static void *nan_buffer(mfr_gpu *g, size_t n, mfr_dtype t)
-{
-	float *h = falloc(n);
-	for (size_t i = 0; i < n; i++)
-		h[i] = NAN;
-	void *d = gcheck_put(g, h, n, t);
-	free(h);
-	return d;
-}
-
 /* Compares n floats of device buffer d (fp32) with want. */
 static void close_f32(mfr_gpu *g, const char *name, const char *what, const void *d, const float *want, size_t n,
 		      double tol)
@@ -118,8 +106,8 @@ static void test_se(mfr_gpu *g, int N, int C, int Cr, int HW, mfr_dtype t, uint6
 	void *d_x = gcheck_put_nhwc(g, x, N, C, HW, t);
 	void *d_W1 = gcheck_put(g, W1, nw, MFR_F32), *d_b1 = gcheck_put(g, b1, (size_t)Cr, MFR_F32);
 	void *d_W2 = gcheck_put(g, W2, nw, MFR_F32), *d_b2 = gcheck_put(g, b2, (size_t)C, MFR_F32);
-	void *d_out = nan_buffer(g, nx, t), *d_pooled = nan_buffer(g, nc, MFR_F32);
-	void *d_hidden = nan_buffer(g, ncr, MFR_F32), *d_scale = nan_buffer(g, nc, MFR_F32);
+	void *d_out = gcheck_nan(g, nx, t), *d_pooled = gcheck_nan(g, nc, MFR_F32);
+	void *d_hidden = gcheck_nan(g, ncr, MFR_F32), *d_scale = gcheck_nan(g, nc, MFR_F32);
 	mfr_se_forward_cuda(d_out, (float *)d_pooled, (float *)d_hidden, (float *)d_scale, d_x, (float *)d_W1,
 			    (float *)d_b1, (float *)d_W2, (float *)d_b2, N, C, Cr, HW, t, g);
 	if (mfr_gpu_check(g, "se_forward", &e) < 0)
@@ -218,7 +206,7 @@ static void test_splat(mfr_gpu *g, const splat_case *sc, int N, int training, mf
 	void *d_beta = gcheck_put(g, beta, (size_t)inter, MFR_F32);
 	void *d_W2 = gcheck_put(g, W2, nw2, MFR_F32), *d_b2 = gcheck_put(g, b2, (size_t)RC, MFR_F32);
 	void *d_rm = gcheck_put(g, rm, (size_t)inter, MFR_F32), *d_rv = gcheck_put(g, rv, (size_t)inter, MFR_F32);
-	void *d_out = nan_buffer(g, ny, t), *d_save = nan_buffer(g, ns, MFR_F32);
+	void *d_out = gcheck_nan(g, ny, t), *d_save = gcheck_nan(g, ns, MFR_F32);
 	if (mfr_splat_forward_cuda(d_out, (float *)d_save, (float *)d_rm, (float *)d_rv, d_u, (float *)d_W1,
 				   (float *)d_b1, (float *)d_gamma, (float *)d_beta, (float *)d_W2, (float *)d_b2, N, C,
 				   R, K, inter, HW, training, eps, momentum, t, g, &e) < 0)

@@ -62,17 +62,6 @@ static float *hcopy(const float *x, size_t n)
 	return y;
 }
 
-/* A device buffer of n elements of type t, all NaN. */
-static void *dnan(mfr_gpu *g, size_t n, mfr_dtype t)
-{
-	float *x = hbuf(n);
-	for (size_t i = 0; i < n; i++)
-		x[i] = NAN;
-	void *d = gcheck_put(g, x, n, t);
-	free(x);
-	return d;
-}
-
 static void check_rc(int rc, const char *what, const mfr_error *e)
 {
 	if (!check_report(rc == 0, what, __FILE__, __LINE__))
@@ -137,7 +126,7 @@ static void test_conv(mfr_gpu *g, const conv_case *cc, mfr_dtype t, const char *
 	float *b = cc->bias ? hrand(nb, seed + 2, 1.f, MFR_F32) : NULL;
 
 	void *d_in = gcheck_put_nhwc(g, in, s.n, s.ci, hw, t), *d_w = gcheck_put(g, w, nw, MFR_F32);
-	void *d_wc = dnan(g, nw, t), *d_b = b ? gcheck_put(g, b, nb, MFR_F32) : NULL, *d_out = dnan(g, nout, t);
+	void *d_wc = gcheck_nan(g, nw, t), *d_b = b ? gcheck_put(g, b, nb, MFR_F32) : NULL, *d_out = gcheck_nan(g, nout, t);
 
 	/* the compute copy: KRSC, exactly the rounded master */
 	float *wk = hbuf(nw), *gwk = hbuf(nw);
@@ -171,8 +160,8 @@ static void test_conv(mfr_gpu *g, const conv_case *cc, mfr_dtype t, const char *
 	float *wdin = hcopy(din0, nin), *wdw = hcopy(dw0, nw), *wdb = hcopy(db0, nb);
 	mfr_conv2d_backward_ref(wdin, wdw, b ? wdb : NULL, dout, in, wr, &s);
 	void *d_dout = gcheck_put_nhwc(g, dout, s.n, s.co, ohw, t);
-	void *d_din = split ? dnan(g, nin, t) : gcheck_put_nhwc(g, din0, s.n, s.ci, hw, t);
-	void *d_dwc = dnan(g, nw, t), *d_dw = gcheck_put(g, dw0, nw, MFR_F32);
+	void *d_din = split ? gcheck_nan(g, nin, t) : gcheck_put_nhwc(g, din0, s.n, s.ci, hw, t);
+	void *d_dwc = gcheck_nan(g, nw, t), *d_dw = gcheck_put(g, dw0, nw, MFR_F32);
 	void *d_db = b ? gcheck_put(g, db0, nb, MFR_F32) : NULL;
 	snprintf(what, sizeof what, "%s: backward runs", tag);
 	if (split) {
@@ -223,7 +212,7 @@ static void test_linear(mfr_gpu *g, int n, int ni, int no, int bias, mfr_dtype t
 	float *b = bias ? hrand((size_t)no, seed + 2, 1.f, MFR_F32) : NULL;
 	float *want = hbuf(nout), *got = hbuf(nout);
 	mfr_linear_forward_ref(want, in, w, b, n, ni, no);
-	void *d_in = gcheck_put(g, in, nin, t), *d_wc = gcheck_put(g, w, nw, t), *d_out = dnan(g, nout, t);
+	void *d_in = gcheck_put(g, in, nin, t), *d_wc = gcheck_put(g, w, nw, t), *d_out = gcheck_nan(g, nout, t);
 	void *d_b = b ? gcheck_put(g, b, (size_t)no, MFR_F32) : NULL;
 	snprintf(what, sizeof what, "%s: forward runs", tag);
 	check_rc(mfr_linear_forward_cuda(d_out, d_in, d_wc, (const float *)d_b, n, ni, no, t, g, &e), what, &e);
@@ -238,7 +227,7 @@ static void test_linear(mfr_gpu *g, int n, int ni, int no, int bias, mfr_dtype t
 		memset(din0, 0, nin * sizeof *din0);
 	float *wdin = hcopy(din0, nin), *wdw = hcopy(dw0, nw), *wdb = hcopy(db0, (size_t)no);
 	mfr_linear_backward_ref(wdin, wdw, b ? wdb : NULL, dout, in, w, n, ni, no);
-	void *d_dout = gcheck_put(g, dout, nout, t), *d_din = split ? dnan(g, nin, t) : gcheck_put(g, din0, nin, t);
+	void *d_dout = gcheck_put(g, dout, nout, t), *d_din = split ? gcheck_nan(g, nin, t) : gcheck_put(g, din0, nin, t);
 	void *d_dw = gcheck_put(g, dw0, nw, MFR_F32), *d_db = b ? gcheck_put(g, db0, (size_t)no, MFR_F32) : NULL;
 	snprintf(what, sizeof what, "%s: backward runs", tag);
 	if (split) {

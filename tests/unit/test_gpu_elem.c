@@ -72,18 +72,6 @@ static float *falloc(size_t n)
 	return p;
 }
 
-/* n values of NaN on the device, type t: a gradient buffer an acc = 0
- * launcher must overwrite without reading. */
-static void *nan_buf(mfr_gpu *g, size_t n, mfr_dtype t)
-{
-	float *h = falloc(n);
-	for (size_t i = 0; i < n; i++)
-		h[i] = NAN;
-	void *d = gcheck_put(g, h, n, t);
-	free(h);
-	return d;
-}
-
 /* n random floats uniform in [-a, a), rounded to type t. */
 static float *hrand(size_t n, float a, mfr_dtype t)
 {
@@ -484,7 +472,7 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
 	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d dbeta", tn, mode, N, C, HW), got, db, C, SUM_TOL(M));
 	/* acc = 0: din assigned */
 	float *din0 = falloc(cnt), *junk = falloc(2 * (size_t)C);
-	void *dnan = nan_buf(g, cnt, t);
+	void *dnan = gcheck_nan(g, cnt, t);
 	mfr_bn_backward_cuda(dnan, ddg, ddb, ddy, dx, dgam, rmean, rinv, (int)M, C, training, 0, t, g);
 	mfr_batchnorm_backward_ref(din0, junk, junk + C, dy, x, gamma, mean, invstd, N, C, HW, training);
 	gcheck_get_nchw(g, got, dnan, N, C, HW, t);
@@ -529,7 +517,7 @@ static void test_prelu(mfr_gpu *g, mfr_dtype t, int N, int C, int HW)
 	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
 	gcheck_close(nm("prelu_backward %s N=%d C=%d HW=%d din", tn, N, C, HW), got, din, cnt, store_tol(t, 1e-6));
 	float *din0 = falloc(cnt), *junk = falloc(C);
-	void *dnan = nan_buf(g, cnt, t);
+	void *dnan = gcheck_nan(g, cnt, t);
 	float *dds0 = (float *)gcheck_put(g, junk, C, MFR_F32);
 	mfr_prelu_backward_cuda(dnan, dds0, ddy, dx, dslope, (int)M, C, 0, t, g);
 	mfr_prelu_backward_ref(din0, junk, dy, x, slope, N, C, HW);
@@ -580,7 +568,7 @@ static void test_pointwise(mfr_gpu *g, mfr_dtype t, size_t n)
 	gcheck_get(g, got, ddin, n, t);
 	gcheck_close(nm("relu_backward %s n=%zu", tn, n), got, din, n, store_tol(t, 0));
 	float *zero = falloc(n);
-	void *dnan = nan_buf(g, n, t);
+	void *dnan = gcheck_nan(g, n, t);
 	mfr_relu_backward_cuda(dnan, ddout, dy, n, 0, t, g);
 	mfr_relu_backward_ref(zero, dout, want, n);
 	gcheck_get(g, got, dnan, n, t);
@@ -747,7 +735,7 @@ static void test_dropout(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, double p
 	gcheck_close(nm("dropout_backward %s N=%d C=%d HW=%d p=%g", tn, N, C, HW, p), got, din, cnt,
 		     store_tol(t, 1e-6));
 	float *din0 = falloc(cnt);
-	void *dnan = nan_buf(g, cnt, t);
+	void *dnan = gcheck_nan(g, cnt, t);
 	mfr_dropout_backward_cuda(dnan, ddy, dmask, p, cnt, 0, t, g);
 	mfr_dropout_backward_ref(din0, dy, want, p, cnt);
 	gcheck_get(g, got, dnan, cnt, t);

@@ -48,18 +48,6 @@ static float *hints(size_t n, uint64_t seed, int k)
 	return x;
 }
 
-/* A device buffer of n elements of type t, all NaN: a forward that leaves
- * an output unwritten leaves a NaN the comparison catches. */
-static void *dnan(mfr_gpu *g, size_t n, mfr_dtype t)
-{
-	float *x = hbuf(n);
-	for (size_t i = 0; i < n; i++)
-		x[i] = NAN;
-	void *d = gcheck_put(g, x, n, t);
-	free(x);
-	return d;
-}
-
 /* gcheck_close where NaNs must sit at the same places in got and want (one
  * check), the rest compared as gcheck_close does. */
 static void close_nan(const char *what, const float *got, const float *want, size_t n, double tol)
@@ -98,7 +86,7 @@ static void test_gap(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, uint64_t see
 	size_t nin = (size_t)N * C * HW, nout = (size_t)N * C;
 	float *in = hrand(nin, seed, 1.f, t), *want = hbuf(nout), *got = hbuf(nout);
 	mfr_gap_forward_ref(want, in, N, C, HW);
-	void *din_ = gcheck_put_nhwc(g, in, N, C, HW, t), *dout_ = dnan(g, nout, t);
+	void *din_ = gcheck_put_nhwc(g, in, N, C, HW, t), *dout_ = gcheck_nan(g, nout, t);
 	mfr_gap_forward_cuda(dout_, din_, N, C, HW, t, g);
 	check_launch(g, "gap_forward");
 	gcheck_get(g, got, dout_, nout, t); /* (N,C): the same in NCHW and NHWC */
@@ -167,7 +155,7 @@ static void test_pool(mfr_gpu *g, mfr_dtype t, mfr_pool_shape s, int is_max, int
 		mfr_maxpool2d_forward_ref(want, in, &s);
 	else
 		mfr_avgpool2d_forward_ref(want, in, &s);
-	void *d_in = gcheck_put_nhwc(g, in, s.n, s.c, hw, t), *d_out = dnan(g, nout, t);
+	void *d_in = gcheck_put_nhwc(g, in, s.n, s.c, hw, t), *d_out = gcheck_nan(g, nout, t);
 	if (is_max)
 		mfr_maxpool_forward_cuda(d_out, d_in, &s, t, g);
 	else
@@ -227,7 +215,7 @@ static void test_pad(mfr_gpu *g, mfr_dtype t, mfr_pad_shape s, uint64_t seed)
 	size_t nin = (size_t)s.n * s.c * hw, nout = (size_t)s.n * s.c * ohw;
 	float *in = hrand(nin, seed, 1.f, t), *want = hbuf(nout), *got = hbuf(nout);
 	mfr_pad2d_forward_ref(want, in, &s);
-	void *d_in = gcheck_put_nhwc(g, in, s.n, s.c, hw, t), *d_out = dnan(g, nout, t);
+	void *d_in = gcheck_put_nhwc(g, in, s.n, s.c, hw, t), *d_out = gcheck_nan(g, nout, t);
 	mfr_pad_forward_cuda(d_out, d_in, &s, t, g);
 	check_launch(g, "pad_forward");
 	gcheck_get_nchw(g, got, d_out, s.n, s.c, ohw, t);
@@ -270,7 +258,7 @@ static void test_chanpad(mfr_gpu *g, mfr_dtype t, int n, int c, int c2, int hw, 
 	int M = n * hw;
 	float *in = hrand(nin, seed, 1.f, t), *want = hbuf(nout), *got = hbuf(nout);
 	mfr_chanpad_forward_ref(want, in, n, c, c2, hw);
-	void *d_in = gcheck_put_nhwc(g, in, n, c, hw, t), *d_out = dnan(g, nout, t);
+	void *d_in = gcheck_put_nhwc(g, in, n, c, hw, t), *d_out = gcheck_nan(g, nout, t);
 	mfr_chanpad_forward_cuda(d_out, d_in, M, c, c2, t, g);
 	check_launch(g, "chanpad_forward");
 	gcheck_get_nchw(g, got, d_out, n, c2, hw, t);
