@@ -173,10 +173,14 @@ int mfr_linear_backward_cuda(void *din, float *dw, float *db, const void *dout, 
 			     int n, int ni, int no, int acc, mfr_dtype t, mfr_gpu *g, mfr_error *e);
 
 /* ---- optimizer and loss-scaling helpers on fp32 blocks ----
- * SGD with momentum, PyTorch's form, on n parameters: with gr = grad*gscale,
- * gr += wd*w; v = mu*v + gr; w -= lr*v. (gscale: 1/loss scale, 1/ranks...) */
-void mfr_sgd_cuda(float *w, float *v, const float *grad, size_t n, float lr, float mu, float wd, float gscale,
-		  mfr_gpu *g);
+ * SGD with momentum, PyTorch's form, in one launch on the runs of a
+ * parameter block: runs (device memory) holds nruns pairs (offset, length)
+ * of disjoint index ranges, longest the largest length; for every index i
+ * of a run, with gr = grad[i]*gscale + wd*w[i]: v[i] = mu*v[i] + gr;
+ * w[i] -= lr*v[i]. Indices outside the runs (running statistics, frozen
+ * tensors) are not touched. (gscale: 1/loss scale, 1/ranks...) */
+void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *runs, int nruns, size_t longest, float lr,
+		  float mu, float wd, float gscale, mfr_gpu *g);
 /* The sum of squares of x (n values) into *out (a device float, written) and,
  * when flag != NULL, *flag (device int) set to 1 when some x is not finite
  * (left alone otherwise). For clipping and the fp16 overflow check. */

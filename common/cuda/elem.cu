@@ -7,7 +7,9 @@
  * Not the convolutions, pooling or attention blocks (other .cu files). The
  * kernels are simple grid-stride loops in float32 whatever the storage type.
  * Per-channel sums (batch norm statistics and gradients, PReLU's slope
- * gradient) and the sum of squares are deterministic two-stage reductions:
+ * gradient) and the sum of squares are deterministic two-stage reductions
+ * (batch norm's mean and variance in one pass over the input, merged as
+ * counts, means and squared deviations: Chan et al.'s pairwise update):
  * each block writes partial sums to g's scratch in a fixed order, a second
  * small kernel adds them in a fixed order; no float atomics, so a rerun
  * gives the same bits. */
@@ -171,8 +173,6 @@ void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)
 #define ROW_THREADS 8
 
 enum {
-	PART_SUM,     /* k0: x */
-	PART_SQDEV,   /* k0: (x - mean)^2 */
 	PART_BN_GRAD, /* k0: dy; k1: dy * (x - mean) * invstd */
 	PART_PRELU    /* k0: dy * x where x <= 0 (or NaN, as the reference) */
 };
@@ -190,12 +190,7 @@ __global__ static void chan_partial_kernel(float *part, int mode, const void *x,
 		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
 			size_t i = (size_t)r * C + c;
 			float v = ld(x, i, t);
-			if (mode == PART_SUM) {
-				s0 += v;
-			} else if (mode == PART_SQDEV) {
-				float d = v - mu;
-				s0 += d * d;
-			} else if (mode == PART_BN_GRAD) {
+			if (mode == PART_BN_GRAD) {
 				float d = ld(dy, i, t);
 				s0 += d;
 				s1 += d * ((v - mu) * is);
@@ -264,28 +259,83 @@ static unsigned warp_blocks(int C) { return (unsigned)(((size_t)C * 32 + MFR_THR
 
 /* ---- batch norm ---- */
 
-__global__ static void bn_mean_kernel(float *mean, const float *part, int nchunk, int M, int C)
+/* Count, mean and sum of squared deviations of a set of values; merge()
+ * joins two disjoint sets (Chan, Golub and LeVeque's pairwise update: no
+ * cancellation between large sums). */
+typedef struct {
+	float n, mean, m2;
+} moments;
+
+__device__ static moments merge(moments a, moments b)
 {
-	int c = WARP_CHANNEL;
-	if (c >= C)
-		return;
-	float s = chunk_total(part, 0, nchunk, C, c);
-	if ((threadIdx.x & 31) == 0)
-		mean[c] = s / (float)M;
+	if (b.n == 0.f)
+		return a;
+	if (a.n == 0.f)
+		return b;
+	float n = a.n + b.n, d = b.mean - a.mean, f = b.n / n;
+	return moments{n, a.mean + d * f, a.m2 + b.m2 + d * d * a.n * f};
 }
 
-/* The per-channel scalars in double, as the reference: C values, no cost. */
-__global__ static void bn_var_kernel(float *invstd, float *running_mean, float *running_var, const float *mean,
-				     const float *part, int nchunk, int M, int C, double eps, double momentum)
+/* Stage 1 of the statistics, one pass over x: the block layout of
+ * chan_partial_kernel; each thread sums its rows' deviations from its first
+ * value (a shift inside the data: no cancellation unless that value is far
+ * out), the 8 row threads merge, and the chunk's mean and squared deviations
+ * go to part[chunk*C + c] and part[(nchunk + chunk)*C + c]. */
+__global__ static void bn_moments_kernel(float *part, const void *x, int M, int C, int rpc, int t)
 {
-	int c = WARP_CHANNEL;
+	__shared__ moments sh[ROW_THREADS][CH_TILE];
+	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
+	int chunk = blockIdx.y, nchunk = gridDim.y;
+	moments m = {0.f, 0.f, 0.f};
+	if (c < C) {
+		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
+		float k = 0.f, s1 = 0.f, s2 = 0.f, n = 0.f;
+		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
+			float v = ld(x, (size_t)r * C + c, t);
+			if (n == 0.f)
+				k = v;
+			float d = v - k;
+			s1 += d;
+			s2 += d * d;
+			n += 1.f;
+		}
+		if (n > 0.f)
+			m = moments{n, k + s1 / n, fmaxf(s2 - s1 * (s1 / n), 0.f)};
+	}
+	sh[ty][tx] = m;
+	__syncthreads();
+	if (ty == 0 && c < C) {
+		for (int j = 1; j < ROW_THREADS; j++)
+			m = merge(m, sh[j][tx]);
+		part[(size_t)chunk * C + c] = m.mean;
+		part[((size_t)nchunk + chunk) * C + c] = m.m2;
+	}
+}
+
+/* Stage 2, one warp per channel: the chunks' moments merged (lane by lane,
+ * then across the warp), mean and invstd saved, the running statistics
+ * updated; the per-channel scalars in double, as the reference. */
+__global__ static void bn_stats_kernel(float *mean, float *invstd, float *running_mean, float *running_var,
+				       const float *part, int nchunk, int rpc, int M, int C, double eps, double momentum)
+{
+	int c = WARP_CHANNEL, lane = threadIdx.x & 31;
 	if (c >= C)
 		return;
-	float s = chunk_total(part, 0, nchunk, C, c);
-	if ((threadIdx.x & 31) == 0) {
-		double var = (double)s / (double)M;
+	moments m = {0.f, 0.f, 0.f};
+	for (int j = lane; j < nchunk; j += 32) {
+		long long r0 = (long long)j * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
+		m = merge(m, moments{(float)(r1 - r0), part[(size_t)j * C + c], part[((size_t)nchunk + j) * C + c]});
+	}
+	for (int o = 16; o > 0; o >>= 1) {
+		moments b = {__shfl_down_sync(0xffffffffu, m.n, o), __shfl_down_sync(0xffffffffu, m.mean, o),
+			     __shfl_down_sync(0xffffffffu, m.m2, o)};
+		m = merge(m, b);
+	}
+	if (lane == 0) {
+		double var = (double)m.m2 / (double)M;
+		mean[c] = m.mean;
 		invstd[c] = (float)(1 / sqrt(var + eps));
-		running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean[c]);
+		running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * m.mean);
 		running_var[c] = (float)((1 - momentum) * running_var[c] +
 					 momentum * var * (double)M / (double)(M - 1)); /* unbiased */
 	}
@@ -533,10 +583,13 @@ __global__ static void l2norm_backward_kernel(void *din, const void *dout, const
 
 /* ---- optimizer helpers on fp32 ---- */
 
-__global__ static void sgd_kernel(float *w, float *v, const float *grad, size_t n, float lr, float mu, float wd,
-				  float gscale)
+/* Run blockIdx.y of runs, its blocks striding over it. */
+__global__ static void sgd_kernel(float *w, float *v, const float *grad, const size_t *runs, float lr, float mu,
+				  float wd, float gscale)
 {
-	MFR_FOR(i, n) {
+	size_t off = runs[2 * blockIdx.y], n = runs[2 * blockIdx.y + 1];
+	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < n; j += (size_t)gridDim.x * blockDim.x) {
+		size_t i = off + j;
 		float gr = grad[i] * gscale + wd * w[i];
 		float vi = mu * v[i] + gr;
 		v[i] = vi;
@@ -605,13 +658,9 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 		float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "bn_forward");
 		if (!part)
 			return;
-		chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_SUM, in, NULL, NULL, NULL, M, C,
-									  p.rpc, t);
-		bn_mean_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(mean, part, p.nchunk, M, C);
-		chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_SQDEV, in, NULL, mean, NULL, M, C,
-									  p.rpc, t);
-		bn_var_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(invstd, running_mean, running_var, mean,
-									     part, p.nchunk, M, C, eps, momentum);
+		bn_moments_kernel<<<p.grid, p.block, 0, g->stream>>>(part, in, M, C, p.rpc, t);
+		bn_stats_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(mean, invstd, running_mean, running_var,
+									       part, p.nchunk, p.rpc, M, C, eps, momentum);
 	} else {
 		bn_infer_stats_kernel<<<mfr_grid(g, (size_t)C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
 			mean, invstd, running_mean, running_var, C, eps);
@@ -783,10 +832,18 @@ void mfr_l2norm_backward_cuda(void *din, const void *dout, const void *in, const
 	mfr_gpu_launched(g, "l2norm_backward");
 }
 
-void mfr_sgd_cuda(float *w, float *v, const float *grad, size_t n, float lr, float mu, float wd, float gscale,
-		  mfr_gpu *g)
+void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *runs, int nruns, size_t longest, float lr,
+		  float mu, float wd, float gscale, mfr_gpu *g)
 {
-	sgd_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(w, v, grad, n, lr, mu, wd, gscale);
+	if (nruns < 1 || longest == 0)
+		return;
+	/* the grid of the longest run for every run: the short ones' extra
+	 * blocks leave at once */
+	unsigned bx = mfr_grid(g, longest, MFR_THREADS), by = (unsigned)nruns;
+	for (unsigned y0 = 0; y0 < by; y0 += 65535) { /* gridDim.y's limit */
+		unsigned ny = by - y0 < 65535 ? by - y0 : 65535;
+		sgd_kernel<<<dim3(bx, ny), MFR_THREADS, 0, g->stream>>>(w, v, grad, runs + 2 * (size_t)y0, lr, mu, wd, gscale);
+	}
 	mfr_gpu_launched(g, "sgd");
 }
 

@@ -41,8 +41,8 @@ struct mfr_gtrain {
 	int32_t *L;          /* host: the global batch's labels */
 	float *red;          /* device: the gradient's sum of squares */
 	int *flag;           /* device: a gradient is not finite */
-	int nruns;           /* learned tensors as runs [run_off, +run_len) of the parameter block */
-	size_t *run_off, *run_len;
+	int nruns;           /* learned tensors as runs (offset, length) of the parameter block */
+	size_t *runs, *druns, longest; /* host, device (mfr_sgd_cuda's table) */
 	int nbk, bk_next;    /* gradient all-reduce buckets, in the order backward completes them */
 	size_t *bk_lo, *bk_hi; /* bucket b: [bk_lo, bk_hi) of the gradient block */
 	int *bk_layer;       /* ... complete once backward has passed this layer */
@@ -162,8 +162,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		goto fail;
 	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
 		goto fail;
-	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) || !(t->run_off = malloc((size_t)a->n_tensors * sizeof(size_t))) ||
-	    !(t->run_len = malloc((size_t)a->n_tensors * sizeof(size_t)))) {
+	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) || !(t->runs = malloc(2 * ((size_t)a->n_tensors + 1) * sizeof(size_t)))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -172,15 +171,22 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	for (int i = 0; i < a->n_tensors; i++) {
 		size_t cnt = (size_t)a->tensors[i].count;
 		if (!a->tensors[i].buffer && !a->tensors[i].frozen) {
-			if (t->nruns > 0 && t->run_off[t->nruns - 1] + t->run_len[t->nruns - 1] == off)
-				t->run_len[t->nruns - 1] += cnt;
+			size_t *last = t->runs + 2 * (t->nruns - 1);
+			if (t->nruns > 0 && last[0] + last[1] == off)
+				last[1] += cnt;
 			else {
-				t->run_off[t->nruns] = off;
-				t->run_len[t->nruns++] = cnt;
+				t->runs[2 * t->nruns] = off;
+				t->runs[2 * t->nruns++ + 1] = cnt;
 			}
 		}
 		off += cnt;
 	}
+	for (int r = 0; r < t->nruns; r++)
+		if (t->runs[2 * r + 1] > t->longest)
+			t->longest = t->runs[2 * r + 1];
+	if (!(t->druns = mfr_gpu_alloc(t->g, 2 * ((size_t)t->nruns + 1) * sizeof(size_t), e)) ||
+	    mfr_gpu_put(t->g, t->druns, t->runs, 2 * (size_t)t->nruns * sizeof(size_t), e) < 0)
+		goto fail;
 	if (mfr_gcomm_overlaps(t->gc) && make_buckets(t, e) < 0)
 		goto fail;
 	char bk[96] = "";
@@ -209,6 +215,7 @@ void mfr_gtrain_free(mfr_gtrain *t)
 		mfr_gpu_free(t->g, t->dout);
 		mfr_gpu_free(t->g, t->red);
 		mfr_gpu_free(t->g, t->flag);
+		mfr_gpu_free(t->g, t->druns);
 	}
 	mfr_gcomm_free(t->gc);
 	mfr_gpfc_free(t->fc);
@@ -216,8 +223,7 @@ void mfr_gtrain_free(mfr_gtrain *t)
 	mfr_gpu_close(t->g);
 	free(t->L);
 	free(t->lab);
-	free(t->run_off);
-	free(t->run_len);
+	free(t->runs);
 	free(t->bk_lo);
 	free(t->bk_hi);
 	free(t->bk_layer);
@@ -315,9 +321,8 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	if (c->clip > 0 && norm > c->clip)
 		gscale *= c->clip / norm;
 	mfr_gpu_span(g, "sgd backbone");
-	for (int r = 0; r < t->nruns; r++)
-		mfr_sgd_cuda(params + t->run_off[r], t->mom + t->run_off[r], grads + t->run_off[r], t->run_len[r], (float)lr,
-			     (float)c->momentum, (float)c->wd, (float)gscale, g);
+	mfr_sgd_cuda(params, t->mom, grads, t->druns, t->nruns, t->longest, (float)lr, (float)c->momentum, (float)c->wd,
+		     (float)gscale, g);
 	mfr_gnet_params_changed(t->net);
 	mfr_gpu_span(g, "sgd classifier");
 	mfr_gpfc_step(t->fc, lr, c->momentum, c->fc_wd, c->sparse_momentum);

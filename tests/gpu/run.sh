@@ -17,7 +17,10 @@
 # units.log, gpu.bats.log, bench.log, profile.txt, summary.txt.
 #
 # STAGE=tests (steps 1-3), STAGE=bench (1 and 4) or all (default); QUICK=1:
-# the first benchmark row only; BUDGET: seconds this call may use (default
+# the first benchmark row only; GRID=1: all 24 rows of the grid (r50
+# and r100, batch 128 and 256, fp16 and bf16, 100k classes and 2M at Partial
+# FC 0.1 and 1; about 15 minutes: over one call's budget, the rows that do
+# not fit say so) instead of the 7 that fit one call; BUDGET: seconds this call may use (default
 # 540, under the device tool's 600 per command): a step that would not fit
 # what is left is skipped and says so.
 #
@@ -120,6 +123,14 @@ if [ "$STAGE" != tests ]; then
 		"--arch r100 --batch 256 --dtype bf16 --classes 2000000 --rate 0.1"
 	)
 	[ "${QUICK:-0}" = 1 ] && CONFIGS=("${CONFIGS[0]}")
+	if [ "${GRID:-0}" = 1 ]; then # the whole grid: r50/r100 x b128/b256 x fp16/bf16 x 3 classifiers
+		CONFIGS=()
+		for arch in r50 r100; do for b in 128 256; do for t in fp16 bf16; do
+			for cr in "100000 --rate 1" "2000000 --rate 0.1" "2000000 --rate 1"; do
+				CONFIGS+=("--arch $arch --batch $b --dtype $t --classes $cr")
+			done
+		done; done; done
+	fi
 	for cfg in "${CONFIGS[@]}"; do
 		name=$(echo "$cfg" | sed 's/--arch //; s/--batch /b/; s/--dtype //; s/--classes /C=/; s/--rate /r=/')
 		if [ "$(left)" -lt 100 ]; then

@@ -334,23 +334,36 @@ static void test_fill(mfr_gpu *g)
 
 /* The host loop is the contract's formula in float: the device may fuse a
  * multiply-add, a few units of 2^-24 (1e-6). */
-static void test_sgd(mfr_gpu *g)
+/* One launch over runs of a block: one run covering it all, or runs of
+ * very different lengths with gaps (running statistics) left alone. */
+static void test_sgd(mfr_gpu *g, int gaps)
 {
 	size_t n = 100003;
 	float lr = 0.1f, mu = 0.9f, wd = 5e-4f, gscale = 0.5f;
 	float *w = hrand(n, 1, MFR_F32), *v = hrand(n, 1, MFR_F32), *gr = hrand(n, 1, MFR_F32);
 	float *dw = (float *)gcheck_put(g, w, n, MFR_F32), *dv = (float *)gcheck_put(g, v, n, MFR_F32);
 	float *dg = (float *)gcheck_put(g, gr, n, MFR_F32), *got = falloc(n);
-	mfr_sgd_cuda(dw, dv, dg, n, lr, mu, wd, gscale, g);
-	for (size_t i = 0; i < n; i++) {
-		float gi = gr[i] * gscale + wd * w[i];
-		v[i] = mu * v[i] + gi;
-		w[i] -= lr * v[i];
+	size_t runs[8] = {0, n}, longest = n;
+	int nruns = 1;
+	if (gaps) { /* [0,1), [3,70003), [70010,70011), [70100,n-1) */
+		size_t r[8] = {0, 1, 3, 70000, 70010, 1, 70100, n - 70101};
+		memcpy(runs, r, sizeof r);
+		nruns = 4, longest = 70000;
 	}
+	size_t *druns = (size_t *)gcheck_alloc(g, sizeof runs);
+	put_raw(g, druns, runs, sizeof runs);
+	mfr_sgd_cuda(dw, dv, dg, druns, nruns, longest, lr, mu, wd, gscale, g);
+	for (int r = 0; r < nruns; r++)
+		for (size_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
+			float gi = gr[i] * gscale + wd * w[i];
+			v[i] = mu * v[i] + gi;
+			w[i] -= lr * v[i];
+		}
+	mfr_gpu_free(g, druns);
 	get32(g, got, dv, n);
-	gcheck_close("sgd v", got, v, n, 1e-6);
+	gcheck_close(gaps ? "sgd v, runs with gaps" : "sgd v", got, v, n, 1e-6);
 	get32(g, got, dw, n);
-	gcheck_close("sgd w", got, w, n, 1e-6);
+	gcheck_close(gaps ? "sgd w, runs with gaps" : "sgd w", got, w, n, 1e-6);
 	mfr_gpu_free(g, dw);
 	mfr_gpu_free(g, dv);
 	mfr_gpu_free(g, dg);
@@ -416,18 +429,22 @@ static void test_scale(mfr_gpu *g)
 
 /* Forward (out, saved mean/invstd, running statistics) and backward (din,
  * dgamma, dbeta) of batch norm on (N,C,HW), M = N*HW rows, against the
- * reference. Inputs are offset by 2 so that the variance is small against
- * the mean squared (E[x^2] - E[x]^2 would lose digits). The backward is fed
- * the reference's mean and invstd on both sides. */
-static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
+ * reference. Inputs are offset by shift (2; 30 in the fp32 cases that hold
+ * the one-pass statistics to the reference's two passes) so that the
+ * variance is small against the mean squared: E[x^2] - E[x]^2 in float
+ * would lose 12 bits at 30 and fail. The backward is fed the reference's
+ * mean and invstd on both sides. */
+static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training, float shift)
 {
 	size_t M = (size_t)N * HW, cnt = M * C;
 	double eps = 1e-5, mom = 0.1;
-	const char *tn = mfr_dtype_name(t), *mode = training ? "train" : "infer";
+	const char *tn = mfr_dtype_name(t);
+	char mode[32];
+	snprintf(mode, sizeof mode, "%s x+%g", training ? "train" : "infer", shift);
 	float *x = falloc(cnt);
 	gcheck_fill(x, cnt, next_seed++, 1);
 	for (size_t i = 0; i < cnt; i++)
-		x[i] += 2;
+		x[i] += shift;
 	gcheck_round(x, cnt, t);
 	float *gamma = hrand(C, 0.5f, MFR_F32), *beta = hrand(C, 0.5f, MFR_F32), *rm = hrand(C, 0.5f, MFR_F32);
 	float *rv = hrand(C, 0.4f, MFR_F32);
@@ -821,7 +838,8 @@ static void run_all(mfr_gpu *g)
 	}
 	test_side(g);
 	test_fill(g);
-	test_sgd(g);
+	test_sgd(g, 0);
+	test_sgd(g, 1);
 	test_sumsq(g, 0);
 	test_sumsq(g, 3);
 	test_sumsq(g, 1000);
@@ -833,11 +851,13 @@ static void run_all(mfr_gpu *g)
 	 * chunks in the two-stage reduction */
 	static const int bn_shapes[][3] = {{2, 17, 35}, {1, 64, 143}, {3, 130, 9}, {37, 130, 1},
 					   {2, 3, 1},   {4, 3, 25013}, {2, 64, 5001}};
+	test_bn(g, MFR_F32, 2, 64, 5001, 1, 30);
+	test_bn(g, MFR_F32, 3, 130, 9, 1, 30);
 	for (int k = 0; k < 3; k++) {
 		mfr_dtype t = all_types[k];
 		for (size_t s = 0; s < sizeof bn_shapes / sizeof bn_shapes[0]; s++)
 			for (int training = 1; training >= 0; training--)
-				test_bn(g, t, bn_shapes[s][0], bn_shapes[s][1], bn_shapes[s][2], training);
+				test_bn(g, t, bn_shapes[s][0], bn_shapes[s][1], bn_shapes[s][2], training, 2);
 		test_prelu(g, t, 2, 17, 35);
 		test_prelu(g, t, 1, 130, 9);
 		test_prelu(g, t, 3, 64, 4099);
