@@ -94,10 +94,17 @@ const int64_t *mfr_gpfc_sampled(mfr_gpfc *p, int64_t *count, mfr_error *e);
  * same on every rank); dfeat (device, n x d) = dLoss/dfeat summed over
  * ranks, WRITTEN (=); the gradient of the sampled rows is kept for step.
  * Collective over c. Waits for g's stream for the loss (and for each
- * all-reduce across ranks); the gradients' last kernels stay queued on it.
- * 0, or -1 with e filled. */
+ * all-reduce across ranks without NCCL); the gradients' last kernels stay
+ * queued on it. loss NULL (acc too): nothing waits, the loss and accuracy
+ * come from mfr_gpfc_loss once the caller has reason to wait anyway. 0, or
+ * -1 with e filled. */
 int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, const int32_t *labels, int n,
 			      const mfr_margin *m, double *loss, double *acc, float *dfeat, mfr_error *e);
+
+/* The loss and accuracy of the last forward_backward called with loss
+ * NULL: waits for g's streams (free when the caller has just waited). -1
+ * with e filled when none is pending or on a CUDA error. */
+int mfr_gpfc_loss(mfr_gpfc *p, double *loss, double *acc, mfr_error *e);
 
 /* The gradient of the sampled rows of the last forward_backward (device,
  * count x d, in the order of sampled()). */

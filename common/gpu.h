@@ -93,6 +93,13 @@ int mfr_gpu_put(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error 
 int mfr_gpu_get(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
 int mfr_gpu_copy(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
 int mfr_gpu_zero(mfr_gpu *g, void *p, size_t bytes, mfr_error *e);
+/* Queued copies between page-locked host memory (mfr_gpu_host_alloc) and
+ * the device on the main stream: put_async host -> device, get_async device
+ * -> host. The host side must stay untouched (put) or unread (get) until
+ * the stream has passed the copy (mfr_gpu_sync, mfr_gpu_get, anything that
+ * waits for the stream). -1 with e filled on a CUDA error. */
+int mfr_gpu_put_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
+int mfr_gpu_get_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e);
 
 /* The side stream: a second queue on g's device for work that overlaps the
  * main stream's (the next batch's upload; the gradient all-reduce while the

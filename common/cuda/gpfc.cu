@@ -85,7 +85,10 @@ struct mfr_gpfc {
 	double *tot;        /* 2: loss and hits summed over rows */
 	/* host */
 	int64_t nsamp;
-	int64_t *hlab;      /* 2 x max_batch: what goes to lab */
+	int64_t *hlab;      /* 2 x max_batch, page-locked: what goes to lab */
+	cudaEvent_t hlab_sent; /* after its last upload (written again once that is done) */
+	double *htot;       /* 2, page-locked: tot, for a deferred loss (mfr_gpfc_loss) */
+	int tot_n;          /* its rows; 0: nothing pending */
 	int64_t *hsampled;  /* cap, for mfr_gpfc_sampled (allocated by it) */
 };
 
@@ -647,7 +650,10 @@ void mfr_gpfc_free(mfr_gpfc *p)
 		return;
 	for (int i = 0; i < NBUF; i++)
 		mfr_gpu_free(p->g, p->buf[i]);
-	free(p->hlab);
+	if (p->hlab_sent)
+		cudaEventDestroy(p->hlab_sent);
+	mfr_gpu_host_free(p->g, p->hlab);
+	mfr_gpu_host_free(p->g, p->htot);
 	free(p->hsampled);
 	free(p);
 }
@@ -704,8 +710,13 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	p->lab = (int64_t *)p->buf[B_LAB];
 	p->sel = (sel_state *)p->buf[B_SEL];
 	p->off = (long long *)p->buf[B_OFF];
-	if (!(p->hlab = (int64_t *)malloc(2 * (size_t)max_batch * sizeof *p->hlab))) {
-		mfr_fail(e, "out of memory");
+	if (!(p->hlab = (int64_t *)mfr_gpu_host_alloc(g, 2 * (size_t)max_batch * sizeof *p->hlab, e)) ||
+	    !(p->htot = (double *)mfr_gpu_host_alloc(g, 2 * sizeof *p->htot, e)))
+		goto fail;
+	if (cudaEventCreateWithFlags(&p->hlab_sent, cudaEventDisableTiming) != cudaSuccess) {
+		cudaGetLastError();
+		p->hlab_sent = NULL;
+		mfr_fail(e, "classifier: cannot create a CUDA event");
 		goto fail;
 	}
 	/* zero weight and momentum (as pfc.c's calloc) and the gradient (a step
@@ -793,7 +804,9 @@ int64_t mfr_gpfc_sample(mfr_gpfc *p, const int32_t *labels, int n, uint64_t step
 	mfr_gpu *g = p->g;
 	cudaStream_t st = g->stream;
 	p->nsamp = 0;
-	/* the rows' local labels, then the distinct positives, ascending */
+	/* the rows' local labels, then the distinct positives, ascending (once
+	 * the last upload has read hlab: at once, but for back-to-back samples) */
+	MFR_CUDA_CHECK(e, cudaEventSynchronize(p->hlab_sent));
 	int64_t *rl = p->hlab, *ps = p->hlab + n;
 	int npos = 0;
 	for (int i = 0; i < n; i++) {
@@ -808,8 +821,9 @@ int64_t mfr_gpfc_sample(mfr_gpfc *p, const int32_t *labels, int n, uint64_t step
 		if (m == 0 || ps[i] != ps[m - 1])
 			ps[m++] = ps[i];
 	npos = m;
-	if (mfr_gpu_put(g, p->lab, p->hlab, (size_t)(n + npos) * sizeof *p->hlab, e) < 0)
+	if (mfr_gpu_put_async(g, p->lab, p->hlab, (size_t)(n + npos) * sizeof *p->hlab, e) < 0)
 		return -1;
+	MFR_CUDA_CHECK(e, cudaEventRecord(p->hlab_sent, st));
 	int64_t quota = p->rate >= 1 ? p->nl : (int64_t)ceil(p->rate * (double)p->nl);
 	int64_t need = quota > npos ? quota - npos : 0, rest = p->nl - npos, count;
 	if (need >= rest) { /* every class */
@@ -903,12 +917,12 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 											 Sz, (float)(m->s / n));
 		mfr_gpu_launched(g, "gpfc grad");
 	}
-	double tot[2];
 	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || allreduce_sum(p, c, p->tot, 2, MFR_F64, e) < 0 ||
-	    mfr_gpu_get(g, tot, p->tot, sizeof tot, e) < 0)
+	    mfr_gpu_get_async(g, p->htot, p->tot, 2 * sizeof *p->htot, e) < 0)
 		return -1;
-	*loss = tot[0] / n;
-	*acc = tot[1] / n;
+	p->tot_n = n;
+	if (loss && mfr_gpfc_loss(p, loss, acc, e) < 0)
+		return -1;
 
 	/* dfn = dz wn, grad = dz^T fn; nothing sampled here: this rank adds 0 */
 	if (S == 0) {
@@ -928,6 +942,18 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 		mfr_gpu_launched(g, "gpfc row gradient");
 	}
 	return mfr_gpu_check(g, "gpfc backward", e);
+}
+
+int mfr_gpfc_loss(mfr_gpfc *p, double *loss, double *acc, mfr_error *e)
+{
+	if (!p->tot_n)
+		return mfr_fail(e, "classifier: no loss pending");
+	if (mfr_gpu_sync(p->g, e) < 0)
+		return -1;
+	*loss = p->htot[0] / p->tot_n;
+	*acc = p->htot[1] / p->tot_n;
+	p->tot_n = 0;
+	return 0;
 }
 
 void mfr_gpfc_step(mfr_gpfc *p, double lr, double mu, double wd, int sparse)

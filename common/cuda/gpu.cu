@@ -221,6 +221,18 @@ int mfr_gpu_get(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error 
 	return 0;
 }
 
+int mfr_gpu_put_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e)
+{
+	MFR_CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->stream));
+	return 0;
+}
+
+int mfr_gpu_get_async(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e)
+{
+	MFR_CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g->stream));
+	return 0;
+}
+
 int mfr_gpu_copy(mfr_gpu *g, void *dst, const void *src, size_t bytes, mfr_error *e)
 {
 	MFR_CUDA_CHECK(e, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, g->stream));
