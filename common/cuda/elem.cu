@@ -174,18 +174,21 @@ void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)
 
 enum {
 	PART_BN_GRAD, /* k0: dy; k1: dy * (x - mean) * invstd */
-	PART_PRELU    /* k0: dy * x where x <= 0 (or NaN, as the reference) */
+	PART_PRELU    /* k0: dy * x where x <= 0 (or NaN, as the reference); and din written in the same pass */
 };
 
+/* PART_PRELU also writes din (= or +=, acc) = dy or slope * dy: PReLU's
+ * backward in one pass over dy and x. */
 __global__ static void chan_partial_kernel(float *part, int mode, const void *x, const void *dy, const float *mean,
-					   const float *invstd, int M, int C, int rpc, int t)
+					   const float *invstd, void *din, const float *slope, int acc, int M, int C,
+					   int rpc, int t)
 {
 	__shared__ float sh[2][ROW_THREADS][CH_TILE + 1];
 	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
 	int chunk = blockIdx.y, nchunk = gridDim.y;
 	float s0 = 0.f, s1 = 0.f;
 	if (c < C) {
-		float mu = mean ? mean[c] : 0.f, is = invstd ? invstd[c] : 0.f;
+		float mu = mean ? mean[c] : 0.f, is = invstd ? invstd[c] : 0.f, sl = slope ? slope[c] : 0.f;
 		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
 		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
 			size_t i = (size_t)r * C + c;
@@ -194,8 +197,11 @@ __global__ static void chan_partial_kernel(float *part, int mode, const void *x,
 				float d = ld(dy, i, t);
 				s0 += d;
 				s1 += d * ((v - mu) * is);
-			} else if (!(v > 0.f)) { /* PART_PRELU */
-				s0 += ld(dy, i, t) * v;
+			} else { /* PART_PRELU */
+				float d = ld(dy, i, t);
+				if (!(v > 0.f))
+					s0 += d * v;
+				upd(din, i, t, v > 0.f ? d : sl * d, acc);
 			}
 		}
 	}
@@ -411,14 +417,6 @@ __global__ static void prelu_forward_kernel(void *out, const void *in, const flo
 	}
 }
 
-__global__ static void prelu_din_kernel(void *din, const void *dout, const void *in, const float *slope, int M,
-					int C, int a, int t)
-{
-	MFR_FOR(i, (size_t)M * C) {
-		float d = ld(dout, i, t);
-		upd(din, i, t, ld(in, i, t) > 0.f ? d : slope[i % (size_t)C] * d, a);
-	}
-}
 
 __global__ static void prelu_dslope_kernel(float *dslope, const float *part, int nchunk, int C)
 {
@@ -681,8 +679,8 @@ void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *do
 	if (!part)
 		return;
 	float *sums = part + 2 * (size_t)p.nchunk * C;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_BN_GRAD, in, dout, mean, invstd, M, C,
-								  p.rpc, t);
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_BN_GRAD, in, dout, mean, invstd, NULL, NULL,
+								  0, M, C, p.rpc, t);
 	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, part, p.nchunk, C);
 	bn_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
 		din, dout, in, gamma, mean, invstd, sums, M, C, training, acc, t);
@@ -705,11 +703,9 @@ void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const v
 	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "prelu_backward");
 	if (!part)
 		return;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, M, C, p.rpc,
-								  t);
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, din, slope, acc,
+								  M, C, p.rpc, t);
 	prelu_dslope_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(dslope, part, p.nchunk, C);
-	prelu_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, in,
-												 slope, M, C, acc, t);
 	mfr_gpu_launched(g, "prelu_backward");
 }
 
