@@ -151,10 +151,13 @@ out:
  * gradient) and takes a free slot then; it is freed once the layer's own
  * backward has read it; the input's is kept. The first writer assigns (=)
  * rather than adds, so nothing is zeroed for the launchers that take acc.
- * A layer no gradient reaches is skipped (its backward would add zeros).
- * Fills, when doff is given: doff (byte offsets), dlive, dfirst (per input,
- * at dfoff[layer]) and *zero_dx0 (no gradient reaches the input). Returns
- * the block's bytes, or 0 when out of host memory. */
+ * An add's gradient passes unchanged to its inputs: the first of them born
+ * there (and read once by it) takes the add's slot over instead, with
+ * nothing to write. A layer no gradient reaches is skipped (its backward
+ * would add zeros). Fills, when doff is given: doff (byte offsets), dlive,
+ * dfirst (per input, at dfoff[layer]: 0 adds, 1 assigns, 2 took the slot
+ * over) and *zero_dx0 (no gradient reaches the input). Returns the block's
+ * bytes, or 0 when out of host memory. */
 static size_t plan_grads(const mfr_arch *a, int N, size_t es, size_t *doff, uint8_t *dlive, uint8_t *dfirst,
 			 const int *dfoff, int *zero_dx0)
 {
@@ -175,14 +178,22 @@ static size_t plan_grads(const mfr_arch *a, int N, size_t es, size_t *doff, uint
 			dlive[i] = slot_of[i] >= 0;
 		if (slot_of[i] < 0)
 			continue;
+		int kept = 0; /* an input took this layer's slot over */
 		for (int k = 0; k < L->n_in; k++) {
-			int j = L->in[k], first = slot_of[j] < 0;
-			if (first)
+			int j = L->in[k], first = slot_of[j] < 0, reads = 0;
+			for (int q = 0; q < L->n_in; q++)
+				reads += L->in[q] == j;
+			if (first && L->op == MFR_OP_ADD && !kept && reads == 1) {
+				slot_of[j] = slot_of[i];
+				kept = first = 2;
+			} else if (first) {
 				BIRTH(j);
+			}
 			if (dfirst)
 				dfirst[dfoff[i] + k] = (uint8_t)first;
 		}
-		busy[slot_of[i]] = 0;
+		if (!kept)
+			busy[slot_of[i]] = 0;
 	}
 	if (zero_dx0)
 		*zero_dx0 = slot_of[0] < 0;
@@ -665,9 +676,10 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_PRELU: mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, acc, t, g); break;
 		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, acc, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_backward_cuda(dx, dy, y, cnt, t, g); break;
-		case MFR_OP_ADD:
+		case MFR_OP_ADD: /* first[k] == 2: that input's gradient is dy's slot already */
 			for (int k = 0; k < L->n_in; k++)
-				mfr_add_backward_cuda(DACT(L->in[k]), NULL, dy, cnt, !first[k], t, g);
+				if (first[k] != 2)
+					mfr_add_backward_cuda(DACT(L->in[k]), NULL, dy, cnt, !first[k], t, g);
 			break;
 		case MFR_OP_CONCAT:
 			for (int k = 0; k < L->n_in; k++) {
