@@ -151,13 +151,13 @@ void *mfr_gpu_scratch(mfr_gpu *g, size_t bytes, mfr_error *e);
  * running span carries over); call it once a step, as the events pile up
  * until then. mfr_gpu_profile_report prints the totals to f, largest first,
  * a line each ("#   12.345 ms  20.1%    53.0 calls  conv bwd": ms and calls
- * per unit, a step when units = steps, and the share), and
+ * per unit, what unit names ("step", "batch"), over units, and the share), and
  * clears them (nothing when there are none). -1 with e filled on a CUDA error. */
 void mfr_gpu_profile(mfr_gpu *g, int on);
 int mfr_gpu_profiling(const mfr_gpu *g);
 void mfr_gpu_span(mfr_gpu *g, const char *name);
 int mfr_gpu_profile_collect(mfr_gpu *g, mfr_error *e);
-void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units);
+void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units, const char *unit);
 
 /* Bytes of device memory g has allocated through mfr_gpu_alloc and scratch,
  * now and at most (for the memory report of the benchmarks). */

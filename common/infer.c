@@ -22,6 +22,7 @@ struct mfr_infer {
 	mfr_dtype t;
 	float *xf, *of;  /* device: the batch as uploaded (NCHW fp32), an output in fp32 */
 	void *x;         /* device: the batch in the net's type, NHWC */
+	long batches;    /* run so far (for MFR_GPU_PROFILE's report) */
 #endif
 };
 
@@ -118,6 +119,8 @@ void mfr_infer_free(mfr_infer *f)
 	mfr_net_free(f->net);
 #ifdef MFR_HAVE_CUDA
 	if (f->g) {
+		if (f->batches) /* MFR_GPU_PROFILE=1: where the batches' GPU time went */
+			mfr_gpu_profile_report(f->g, stderr, (double)f->batches, "batch");
 		mfr_gpu_free(f->g, f->xf);
 		mfr_gpu_free(f->g, f->x);
 		mfr_gpu_free(f->g, f->of);
@@ -145,14 +148,20 @@ int mfr_infer_run(mfr_infer *f, const float *x, int n, int k, float *out, mfr_er
 	int hw = in->h * in->w;
 	if (mfr_gpu_put(f->g, f->xf, x, (size_t)n * in->c * hw * 4, e) < 0)
 		return -1;
+	mfr_gpu_span(f->g, "input layout");
 	mfr_to_nhwc_cuda(f->x, f->t, f->xf, MFR_F32, n, in->c, hw, 0, f->g);
 	if (mfr_gpu_check(f->g, "input", e) < 0 || mfr_gnet_forward(f->gn, f->x, n, 0, 0, e) < 0)
 		return -1;
 	/* the output back in the reference's layout and in float */
+	mfr_gpu_span(f->g, "output layout");
 	mfr_to_nchw_cuda(f->of, MFR_F32, mfr_gnet_output(f->gn, k, NULL), f->t, n, os->c, os->h * os->w, 0, f->g);
-	if (mfr_gpu_check(f->g, "output", e) < 0)
+	mfr_gpu_span(f->g, NULL);
+	if (mfr_gpu_check(f->g, "output", e) < 0 || mfr_gpu_get(f->g, out, f->of, (size_t)n * dim * 4, e) < 0)
 		return -1;
-	return mfr_gpu_get(f->g, out, f->of, (size_t)n * dim * 4, e);
+	if (!mfr_gpu_profiling(f->g))
+		return 0;
+	f->batches++;
+	return mfr_gpu_profile_collect(f->g, e);
 #else
 	return mfr_fail(e, "built without CUDA");
 #endif

@@ -401,7 +401,7 @@ static int ptotal_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units)
+void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units, const char *unit)
 {
 	double all = 0;
 	if (!g->ntot)
@@ -411,7 +411,7 @@ void mfr_gpu_profile_report(mfr_gpu *g, FILE *f, double units)
 	qsort(g->ptot, (size_t)g->ntot, sizeof *g->ptot, ptotal_desc);
 	if (units <= 0)
 		units = 1;
-	fprintf(f, "# GPU time by span on %s: %.3f ms per step over %g steps\n", g->name, all / units, units);
+	fprintf(f, "# GPU time by span on %s: %.3f ms per %s over %g %ss\n", g->name, all / units, unit, units, unit);
 	for (int i = 0; i < g->ntot; i++)
 		fprintf(f, "#   %9.3f ms %5.1f%% %8.1f calls  %s\n", g->ptot[i].ms / units,
 			all > 0 ? 100 * g->ptot[i].ms / all : 0.0, g->ptot[i].n / units, g->ptot[i].name);

@@ -245,6 +245,16 @@ void *mfr_gtrain_host_alloc(mfr_gtrain *t, size_t bytes, mfr_error *e) { return 
 
 void mfr_gtrain_host_free(mfr_gtrain *t, void *p) { mfr_gpu_host_free(t->g, p); }
 
+/* A step's last call, skipped or not: launch errors, and the profiler's
+ * spans of the step (the time until the next step is the host's). */
+static int step_end(mfr_gpu *g, mfr_error *e)
+{
+	mfr_gpu_span(g, NULL);
+	if (mfr_gpu_check(g, "training step", e) < 0)
+		return -1;
+	return mfr_gpu_profiling(g) ? mfr_gpu_profile_collect(g, e) : 0;
+}
+
 int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double lr, double *loss, double *acc,
 		    double *gnorm, int *skipped, mfr_error *e)
 {
@@ -315,7 +325,7 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 		t->clean = 0;
 		*skipped = 1;
 		*gnorm = INFINITY;
-		return 0;
+		return step_end(g, e);
 	}
 	double norm = sqrt((double)ss) / t->scale, gscale = 1 / t->scale;
 	*gnorm = norm;
@@ -327,17 +337,14 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	mfr_gnet_params_changed(t->net);
 	mfr_gpu_span(g, "sgd classifier");
 	mfr_gpfc_step(t->fc, lr, c->momentum, c->fc_wd, c->sparse_momentum);
-	mfr_gpu_span(g, NULL); /* until the next step: the host's time */
 	if (c->dtype == MFR_F16 && ++t->clean >= SCALE_GROWTH) {
 		t->scale *= 2;
 		t->clean = 0;
 	}
-	if (mfr_gpu_check(g, "training step", e) < 0)
-		return -1;
-	return mfr_gpu_profiling(g) ? mfr_gpu_profile_collect(g, e) : 0;
+	return step_end(g, e);
 }
 
-void mfr_gtrain_profile_report(mfr_gtrain *t, FILE *f, double steps) { mfr_gpu_profile_report(t->g, f, steps); }
+void mfr_gtrain_profile_report(mfr_gtrain *t, FILE *f, double steps) { mfr_gpu_profile_report(t->g, f, steps, "step"); }
 
 void mfr_gtrain_profile(mfr_gtrain *t, int on) { mfr_gpu_profile(t->g, on); }
 

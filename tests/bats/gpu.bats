@@ -2,8 +2,8 @@
 # The CUDA backend through the tools, against the CPU on the same inputs:
 # mfr-embed on a GPU in fp32 (TF32 off) equals the CPU to float rounding and
 # fp16 stays close; mfr-train's steps on a GPU in fp32 follow the CPU's,
-# fp16 steps stay near fp32, and a GPU run killed and resumed ends where an
-# uninterrupted one does. Every test skips, saying why, without a GPU (CI);
+# fp16 steps stay near fp32, a GPU run killed and resumed ends where an
+# uninterrupted one does, and MFR_GPU_PROFILE=1 prints both tools' profiles. Every test skips, saying why, without a GPU (CI);
 # tests/gpu/run.sh runs them on one.
 bats_require_minimum_version 1.5.0
 load helpers
@@ -94,6 +94,24 @@ same_weights() {
 	same_weights f32.ckpt f16.ckpt 2e-2
 	run -0 mfr-train $a --dtype bf16 --checkpoint b16.ckpt train.mfr
 	same_weights f32.ckpt b16.ckpt 1e-1
+}
+
+@test "gpu: MFR_GPU_PROFILE=1 reports where mfr-embed's and mfr-train's GPU time went" {
+	mfr-model --new "$SMALL" -o m.mfrm 2>/dev/null
+	mfr-synth -n 4 -m 3 -o faces.mfr 2>/dev/null
+	mfr-synth -n 41 -m 10 -s 3 -o train.mfr --index 2>/dev/null
+	MFR_GPU_PROFILE=1 run -0 --separate-stderr mfr-embed --device cuda -m m.mfrm -o e.mfr faces.mfr
+	contains "$stderr" "# GPU time by span on"
+	contains "$stderr" " ms per batch over "
+	contains "$stderr" "calls  conv fwd"
+	lacks "$stderr" "conv bwd"
+	MFR_GPU_PROFILE=1 run -0 --separate-stderr mfr-train -a $SMALL --epochs 1 --max-steps 3 -b 16 --device cuda train.mfr -o t.mfrm
+	contains "$stderr" " ms per step over 3 steps"
+	contains "$stderr" "calls  conv bwd"
+	contains "$stderr" "calls  classifier fwd+bwd"
+	# without it: no table
+	run -0 --separate-stderr mfr-train -a $SMALL --epochs 1 --max-steps 1 -b 16 --device cuda train.mfr -o t.mfrm
+	lacks "$stderr" "GPU time by span"
 }
 
 @test "gpu: fp16 training learns (the loss falls) with the default loss scale" {
