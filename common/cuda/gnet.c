@@ -24,11 +24,10 @@ struct mfr_gnet {
 	int wdirty;
 	void *dwc;                 /* a conv's weight gradient in type t, the largest */
 	char *act, *dact;          /* per layer activations and gradients, type t */
-	size_t act_bytes, dact_bytes;
 	size_t *aoff, *anum;       /* per layer: byte offset in act, values per image */
 	size_t *doff;              /* training: per layer its gradient's byte offset in dact (slots: plan_grads) */
 	uint8_t *dlive;            /* training: a gradient reaches the layer (else its backward is skipped) */
-	uint8_t *dfirst;           /* training: per (layer, input) this backward writes the input's gradient first */
+	uint8_t *dfirst;           /* training: per (layer, input): 0 adds to the input's gradient, 1 writes it first, 2 handed it dy's slot */
 	int *dfoff;                /* training: per layer its inputs' first entry in dfirst */
 	int zero_dx0;              /* training: no gradient reaches the input: zero its slot at the end */
 	float *save;               /* what forward keeps for backward, fp32 */
@@ -337,10 +336,8 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace, n->poff,
 		       n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
-	n->act_bytes = z.act;
-	if (training)
-		n->dact_bytes = plan_grads(a, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff, &n->zero_dx0);
-	if (!z.act || (training && !n->dact_bytes)) {
+	size_t dact_bytes = training ? plan_grads(a, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff, &n->zero_dx0) : 0;
+	if (!z.act || (training && !dact_bytes)) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -351,7 +348,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	if (mfr_gpu_zero(g, n->params, z.params * 4, e) < 0)
 		goto fail;
 	if (training && (!(n->grads = mfr_gpu_alloc(g, z.params * 4, e)) || !(n->dwc = mfr_gpu_alloc(g, z.dwc * n->es, e)) ||
-			 !(n->dact = mfr_gpu_alloc(g, n->dact_bytes, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
+			 !(n->dact = mfr_gpu_alloc(g, dact_bytes, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
 		goto fail;
 	if (training && mfr_gpu_zero(g, n->grads, z.params * 4, e) < 0)
 		goto fail;

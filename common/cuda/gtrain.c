@@ -162,7 +162,8 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		goto fail;
 	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
 		goto fail;
-	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) || !(t->runs = malloc(2 * ((size_t)a->n_tensors + 1) * sizeof(size_t)))) {
+	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) ||
+	    !(t->runs = malloc(2 * ((size_t)a->n_tensors + 1) * sizeof(size_t)))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -171,8 +172,8 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	for (int i = 0; i < a->n_tensors; i++) {
 		size_t cnt = (size_t)a->tensors[i].count;
 		if (!a->tensors[i].buffer && !a->tensors[i].frozen) {
-			size_t *last = t->runs + 2 * (t->nruns - 1);
-			if (t->nruns > 0 && last[0] + last[1] == off)
+			size_t *last = t->nruns > 0 ? t->runs + 2 * (t->nruns - 1) : NULL;
+			if (last && last[0] + last[1] == off)
 				last[1] += cnt;
 			else {
 				t->runs[2 * t->nruns] = off;
