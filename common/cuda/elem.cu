@@ -356,12 +356,29 @@ __global__ static void bn_infer_stats_kernel(float *mean, float *invstd, const f
 	}
 }
 
+/* The per-channel element-wise kernels (batch norm's output and input
+ * gradient, PReLU's output) in the reductions' layout: block (32, 8) on 32
+ * neighbouring channels, a thread per channel loading that channel's
+ * constants once, its rows striding by the grid's (no index division per
+ * element). chan_grid: enough row blocks for about 4 rows per thread. */
+#define CHAN_ROWS(r, M) \
+	for (long long r = (long long)blockIdx.y * blockDim.y + threadIdx.y; r < (M); r += (long long)gridDim.y * blockDim.y)
+static dim3 chan_grid(int M, int C)
+{
+	long long y = ((long long)M + CH_TILE - 1) / CH_TILE;
+	return dim3((unsigned)((C + CH_TILE - 1) / CH_TILE), (unsigned)(y < 1 ? 1 : y < 65535 ? y : 65535));
+}
+
 __global__ static void bn_norm_kernel(void *out, const void *in, const float *mean, const float *invstd,
 				      const float *gamma, const float *beta, int M, int C, int t)
 {
-	MFR_FOR(i, (size_t)M * C) {
-		int c = (int)(i % (size_t)C);
-		st(out, i, t, gamma[c] * invstd[c] * (ld(in, i, t) - mean[c]) + beta[c]);
+	int c = blockIdx.x * CH_TILE + threadIdx.x;
+	if (c >= C)
+		return;
+	float gi = gamma[c] * invstd[c], mu = mean[c], be = beta[c];
+	CHAN_ROWS(r, M) {
+		size_t i = (size_t)r * C + c;
+		st(out, i, t, gi * (ld(in, i, t) - mu) + be);
 	}
 }
 
@@ -385,12 +402,15 @@ __global__ static void bn_din_kernel(void *din, const void *dout, const void *in
 				     const float *mean, const float *invstd, const float *sums, int M, int C,
 				     int training, int a, int t)
 {
-	MFR_FOR(i, (size_t)M * C) {
-		int c = (int)(i % (size_t)C);
-		float is = invstd[c], gs = gamma[c] * is;
-		/* training: the batch statistics depend on every x of the channel */
-		float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
-		float xhat = (ld(in, i, t) - mean[c]) * is;
+	int c = blockIdx.x * CH_TILE + threadIdx.x;
+	if (c >= C)
+		return;
+	float is = invstd[c], gs = gamma[c] * is, mu = mean[c];
+	/* training: the batch statistics depend on every x of the channel */
+	float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
+	CHAN_ROWS(r, M) {
+		size_t i = (size_t)r * C + c;
+		float xhat = (ld(in, i, t) - mu) * is;
 		upd(din, i, t, gs * (ld(dout, i, t) - mdy - xhat * mdyx), a);
 	}
 }
@@ -411,9 +431,14 @@ __global__ static void bn_fold_kernel(float *fw, float *fb, const float *w, cons
 
 __global__ static void prelu_forward_kernel(void *out, const void *in, const float *slope, int M, int C, int t)
 {
-	MFR_FOR(i, (size_t)M * C) {
+	int c = blockIdx.x * CH_TILE + threadIdx.x;
+	if (c >= C)
+		return;
+	float sl = slope[c];
+	CHAN_ROWS(r, M) {
+		size_t i = (size_t)r * C + c;
 		float v = ld(in, i, t);
-		st(out, i, t, v > 0.f ? v : slope[i % (size_t)C] * v);
+		st(out, i, t, v > 0.f ? v : sl * v);
 	}
 }
 
@@ -663,8 +688,8 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 		bn_infer_stats_kernel<<<mfr_grid(g, (size_t)C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
 			mean, invstd, running_mean, running_var, C, eps);
 	}
-	bn_norm_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
-		out, in, mean, invstd, gamma, beta, M, C, t);
+	bn_norm_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, mean, invstd, gamma, beta,
+										     M, C, t);
 	mfr_gpu_launched(g, "bn_forward");
 }
 
@@ -682,16 +707,17 @@ void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *do
 	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_BN_GRAD, in, dout, mean, invstd, NULL, NULL,
 								  0, M, C, p.rpc, t);
 	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, part, p.nchunk, C);
-	bn_din_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
-		din, dout, in, gamma, mean, invstd, sums, M, C, training, acc, t);
+	bn_din_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(din, dout, in, gamma, mean, invstd,
+										    sums, M, C, training, acc, t);
 	mfr_gpu_launched(g, "bn_backward");
 }
 
 void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M >= 0 && C > 0);
-	prelu_forward_kernel<<<mfr_grid(g, (size_t)M * C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, slope,
-												     M, C, t);
+	if (M > 0)
+		prelu_forward_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, slope, M, C,
+												   t);
 	mfr_gpu_launched(g, "prelu_forward");
 }
 
