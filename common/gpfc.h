@@ -102,8 +102,9 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 			      const mfr_margin *m, double *loss, double *acc, float *dfeat, mfr_error *e);
 
 /* The loss and accuracy of the last forward_backward called with loss
- * NULL: waits for g's streams (free when the caller has just waited). -1
- * with e filled when none is pending or on a CUDA error. */
+ * NULL: waits until the stream has copied them (free when the caller has
+ * just waited for it). -1 with e filled when none is pending or on a CUDA
+ * error. */
 int mfr_gpfc_loss(mfr_gpfc *p, double *loss, double *acc, mfr_error *e);
 
 /* The gradient of the sampled rows of the last forward_backward (device,

@@ -88,6 +88,7 @@ struct mfr_gpfc {
 	int64_t *hlab;      /* 2 x max_batch, page-locked: what goes to lab */
 	cudaEvent_t hlab_sent; /* after its last upload (written again once that is done) */
 	double *htot;       /* 2, page-locked: tot, for a deferred loss (mfr_gpfc_loss) */
+	cudaEvent_t tot_got; /* after htot's copy */
 	int tot_n;          /* its rows; 0: nothing pending */
 	int64_t *hsampled;  /* cap, for mfr_gpfc_sampled (allocated by it) */
 };
@@ -652,6 +653,8 @@ void mfr_gpfc_free(mfr_gpfc *p)
 		mfr_gpu_free(p->g, p->buf[i]);
 	if (p->hlab_sent)
 		cudaEventDestroy(p->hlab_sent);
+	if (p->tot_got)
+		cudaEventDestroy(p->tot_got);
 	mfr_gpu_host_free(p->g, p->hlab);
 	mfr_gpu_host_free(p->g, p->htot);
 	free(p->hsampled);
@@ -713,11 +716,14 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	if (!(p->hlab = (int64_t *)mfr_gpu_host_alloc(g, 2 * (size_t)max_batch * sizeof *p->hlab, e)) ||
 	    !(p->htot = (double *)mfr_gpu_host_alloc(g, 2 * sizeof *p->htot, e)))
 		goto fail;
-	if (cudaEventCreateWithFlags(&p->hlab_sent, cudaEventDisableTiming) != cudaSuccess) {
-		cudaGetLastError();
-		p->hlab_sent = NULL;
-		mfr_fail(e, "classifier: cannot create a CUDA event");
-		goto fail;
+	for (int k = 0; k < 2; k++) {
+		cudaEvent_t *ev = k ? &p->tot_got : &p->hlab_sent;
+		if (cudaEventCreateWithFlags(ev, cudaEventDisableTiming) != cudaSuccess) {
+			cudaGetLastError();
+			*ev = NULL;
+			mfr_fail(e, "classifier: cannot create a CUDA event");
+			goto fail;
+		}
 	}
 	/* zero weight and momentum (as pfc.c's calloc) and the gradient (a step
 	 * before any forward_backward moves nothing but decay), no positives
@@ -920,6 +926,7 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || allreduce_sum(p, c, p->tot, 2, MFR_F64, e) < 0 ||
 	    mfr_gpu_get_async(g, p->htot, p->tot, 2 * sizeof *p->htot, e) < 0)
 		return -1;
+	MFR_CUDA_CHECK(e, cudaEventRecord(p->tot_got, st));
 	p->tot_n = n;
 	if (loss && mfr_gpfc_loss(p, loss, acc, e) < 0)
 		return -1;
@@ -948,8 +955,7 @@ int mfr_gpfc_loss(mfr_gpfc *p, double *loss, double *acc, mfr_error *e)
 {
 	if (!p->tot_n)
 		return mfr_fail(e, "classifier: no loss pending");
-	if (mfr_gpu_sync(p->g, e) < 0)
-		return -1;
+	MFR_CUDA_CHECK(e, cudaEventSynchronize(p->tot_got));
 	*loss = p->htot[0] / p->tot_n;
 	*acc = p->htot[1] / p->tot_n;
 	p->tot_n = 0;

@@ -20,6 +20,11 @@
 #define WORKSPACES ((double)MFR_GPU_BLAS_WORKSPACE_MAX + (double)MFR_GPU_CONV_WORKSPACE_MAX + (16 << 20))
 #define BUCKET_BYTES ((size_t)25 << 20)      /* DDP's default gradient bucket */
 
+typedef struct {
+	float ss; /* the gradient's sum of squares */
+	int bad;  /* a gradient value is not finite */
+} norm_out;
+
 struct mfr_gtrain {
 	mfr_gtrain_config c;
 	mfr_comm *comm;
@@ -39,8 +44,7 @@ struct mfr_gtrain {
 	float *emb, *F, *dF; /* this rank's embeddings, the global batch's and their gradient, fp32 */
 	void *dout;          /* this rank's rows of dF, scaled, in the net's type */
 	int32_t *L;          /* host: the global batch's labels */
-	float *red;          /* device: the gradient's sum of squares */
-	int *flag;           /* device: a gradient is not finite */
+	norm_out *red;       /* device: the gradient's sum of squares, and whether a value is not finite */
 	int nruns;           /* learned tensors as runs (offset, length) of the parameter block */
 	size_t *runs, *druns, longest; /* host, device (mfr_sgd_cuda's table) */
 	int nbk, bk_next;    /* gradient all-reduce buckets, in the order backward completes them */
@@ -157,8 +161,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	    !(t->x = mfr_gpu_alloc(t->g, xn * es, e)) || !(t->emb = mfr_gpu_alloc(t->g, (size_t)c->batch * d * 4, e)) ||
 	    !(t->F = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
 	    !(t->dF = mfr_gpu_alloc(t->g, (size_t)t->G * d * 4, e)) ||
-	    !(t->dout = mfr_gpu_alloc(t->g, (size_t)c->batch * d * es, e)) || !(t->red = mfr_gpu_alloc(t->g, 4, e)) ||
-	    !(t->flag = mfr_gpu_alloc(t->g, sizeof(int), e)))
+	    !(t->dout = mfr_gpu_alloc(t->g, (size_t)c->batch * d * es, e)) || !(t->red = mfr_gpu_alloc(t->g, sizeof *t->red, e)))
 		goto fail;
 	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
 		goto fail;
@@ -215,7 +218,6 @@ void mfr_gtrain_free(mfr_gtrain *t)
 		mfr_gpu_free(t->g, t->dF);
 		mfr_gpu_free(t->g, t->dout);
 		mfr_gpu_free(t->g, t->red);
-		mfr_gpu_free(t->g, t->flag);
 		mfr_gpu_free(t->g, t->druns);
 	}
 	mfr_gcomm_free(t->gc);
@@ -308,15 +310,16 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 		   mfr_gcomm_allreduce(t->gc, grads, t->ptotal, MFR_F32, MFR_SUM, e) < 0)
 		return -1;
 	/* the norm (and, for fp16, overflow) in one pass; this waits for the step */
-	float ss;
-	int bad = 0;
+	norm_out h;
 	mfr_gpu_span(g, "gradient norm");
-	if (mfr_gpu_zero(g, t->flag, sizeof(int), e) < 0)
+	if (mfr_gpu_zero(g, &t->red->bad, sizeof t->red->bad, e) < 0)
 		return -1;
-	mfr_sumsq_cuda(t->red, t->flag, grads, t->ptotal, g);
-	if (mfr_gpu_check(g, "gradient norm", e) < 0 || mfr_gpu_get(g, &ss, t->red, sizeof ss, e) < 0 ||
-	    mfr_gpu_get(g, &bad, t->flag, sizeof bad, e) < 0 || mfr_gpfc_loss(t->fc, loss, acc, e) < 0)
+	mfr_sumsq_cuda(&t->red->ss, &t->red->bad, grads, t->ptotal, g);
+	if (mfr_gpu_check(g, "gradient norm", e) < 0 || mfr_gpu_get(g, &h, t->red, sizeof h, e) < 0 ||
+	    mfr_gpfc_loss(t->fc, loss, acc, e) < 0)
 		return -1;
+	float ss = h.ss;
+	int bad = h.bad;
 	if (!isfinite(*loss))
 		return mfr_fail(e, "the loss is not finite (lr %g): lower --lr or set --clip", lr);
 	if (bad || !isfinite(ss)) {

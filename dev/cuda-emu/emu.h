@@ -604,6 +604,13 @@ int emu_check_device_range(const void *p, size_t bytes, const char *what);
  * calls; a library call opens the ranges it touches with these. */
 void emu_device_open(const void *p);
 void emu_device_close_all(void);
+/* EMU_STATS=1: counts of what the program asked of the device, printed to
+ * stderr at exit: kernel launches, library calls that compute (cuDNN
+ * convolutions and batch norms, cuBLAS GEMMs: one or more kernels each on a
+ * GPU) and host waits (stream, event and device synchronisations, blocking
+ * copies). */
+enum { EMU_N_KERNEL, EMU_N_LIB, EMU_N_WAIT, EMU_N_KINDS };
+void emu_count(int kind);
 /* Reports a failed call of an emulated library (printed with the caller). */
 void emu_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A fatal emulation error: message, the current kernel context, stack, abort. */

@@ -294,6 +294,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 			    cudaDataType_t bt, int ldb, const void *beta, void *C, cudaDataType_t ct, int ldc,
 			    cublasComputeType_t compute, cublasGemmAlgo_t algo)
 {
+	emu_count(EMU_N_LIB);
 	(void)algo;
 	return gemm("cublasGemmEx", h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0, 1,
 		    compute);
@@ -305,6 +306,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
 					  const void *beta, void *C, cudaDataType_t ct, int ldc, long long sc, int batch,
 					  cublasComputeType_t compute, cublasGemmAlgo_t algo)
 {
+	emu_count(EMU_N_LIB);
 	(void)algo;
 	return gemm("cublasGemmStridedBatchedEx", h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb, beta, C,
 		    ct, ldc, sc, batch, compute);

@@ -717,6 +717,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t h, const void *alpha, const 
 				      const cudnnConvolutionDescriptor_t cd, cudnnConvolutionFwdAlgo_t algo, void *ws,
 				      size_t ws_bytes, const void *beta, const cudnnTensorDescriptor_t yd, void *y)
 {
+	emu_count(EMU_N_LIB);
 	const char *fn = "cudnnConvolutionForward";
 	GEO_OR_RETURN(g, xd, wd, cd, yd, fn);
 	emu_stream_flush(h->stream);
@@ -768,6 +769,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
 					   void *ws, size_t ws_bytes, const void *beta,
 					   const cudnnTensorDescriptor_t dxd, void *dx)
 {
+	emu_count(EMU_N_LIB);
 	const char *fn = "cudnnConvolutionBackwardData";
 	GEO_OR_RETURN(g, dxd, wd, cd, dyd, fn);
 	emu_stream_flush(h->stream);
@@ -821,6 +823,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
 					     cudnnConvolutionBwdFilterAlgo_t algo, void *ws, size_t ws_bytes,
 					     const void *beta, const cudnnFilterDescriptor_t dwd, void *dw)
 {
+	emu_count(EMU_N_LIB);
 	const char *fn = "cudnnConvolutionBackwardFilter";
 	GEO_OR_RETURN(g, xd, dwd, cd, dyd, fn);
 	emu_stream_flush(h->stream);
@@ -869,6 +872,7 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t h, const void *alpha, c
 					   const void *dy, const void *beta, const cudnnTensorDescriptor_t dbd,
 					   void *db)
 {
+	emu_count(EMU_N_LIB);
 	const char *fn = "cudnnConvolutionBackwardBias";
 	if (!handle_ok(h) || !alpha || !beta || !dyd || !dbd || dyd->magic != MAGIC || dbd->magic != MAGIC ||
 	    !dyd->set || !dbd->set)

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -70,6 +71,7 @@ struct Config {
 	size_t stack = (size_t)256 << 10;
 	int verbose = 0;
 	int lazy = 1;
+	int stats = 0;
 };
 
 Config cfg_load()
@@ -100,6 +102,8 @@ Config cfg_load()
 		c.verbose = s[0] == '1';
 	if ((s = getenv("EMU_LAZY")))
 		c.lazy = s[0] != '0';
+	if ((s = getenv("EMU_STATS")))
+		c.stats = s[0] == '1';
 	return c;
 }
 
@@ -962,8 +966,27 @@ int emu_launch_begin(const emu_cfg &c, const void *kernel, const char *name, con
 	return 0;
 }
 
+static std::atomic<long> counts[EMU_N_KINDS];
+
+static void stats_print(void)
+{
+	fprintf(stderr, "cuda-emu stats: %ld kernel launches, %ld library calls (cuDNN/cuBLAS), %ld host waits\n",
+		counts[EMU_N_KERNEL].load(), counts[EMU_N_LIB].load(), counts[EMU_N_WAIT].load());
+}
+
+void emu_count(int kind)
+{
+	static std::atomic<int> armed;
+	if (!cfg().stats || kind < 0 || kind >= EMU_N_KINDS)
+		return;
+	if (!armed.exchange(1))
+		atexit(stats_print);
+	counts[kind]++;
+}
+
 void emu_launch_run(const emu_cfg &c, void (*body)(void *), void *ctx)
 {
+	emu_count(EMU_N_KERNEL);
 	Sched *s = sched();
 	Open open_;
 	s->in_kernel = 1;
@@ -1367,6 +1390,7 @@ cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr a, int d)
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+	emu_count(EMU_N_WAIT);
 	flush_all();
 	return sync_result();
 }
@@ -1553,6 +1577,7 @@ static cudaError_t still_device(const void *p, size_t bytes)
 
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, enum cudaMemcpyKind kind)
 {
+	emu_count(EMU_N_WAIT);
 	if (bytes == 0)
 		return cudaSuccess;
 	int d, s;
@@ -1682,6 +1707,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
+	emu_count(EMU_N_WAIT);
 	if (!emu_stream_ok(s))
 		return ret(cudaErrorInvalidResourceHandle);
 	emu_stream_flush(s);
@@ -1748,6 +1774,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int flag
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e)
 {
+	emu_count(EMU_N_WAIT);
 	if (!event_ok(e))
 		return ret(cudaErrorInvalidResourceHandle);
 	event_reach(e);
