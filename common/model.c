@@ -10,6 +10,17 @@
 #include "stream.h" /* defines: mfr_masked_crc */
 
 static const uint8_t MAGIC[8] = {0x89, 'M', 'F', 'M', '\r', '\n', 0x1a, '\n'};
+
+int mfr_model_probe(const char *path)
+{
+	uint8_t b[8];
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : NULL;
+	if (!f)
+		return 0;
+	int is = fread(b, 1, 8, f) == 8 && memcmp(b, MAGIC, 8) == 0;
+	fclose(f);
+	return is;
+}
 #define VERSION 1
 #define HEAD 32
 #define ENTRY 32

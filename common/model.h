@@ -91,6 +91,11 @@ int mfr_model_encode(const mfr_model *m, uint8_t **out, size_t *n, mfr_error *e)
  * "'r50.mfrm': corrupted section 2 (tensors) at byte 4096 (checksum)". */
 int mfr_model_load(const char *path, mfr_model *m, mfr_error *e);
 
+/* 1 when the file at path begins with the model container's magic (an
+ * .mfrm, whatever its state past that), 0 otherwise or when it cannot be
+ * read (the caller's next read reports why). */
+int mfr_model_probe(const char *path);
+
 /* The same from memory; name is what messages quote. */
 int mfr_model_decode(const uint8_t *p, size_t n, const char *name, mfr_model *m, mfr_error *e);
 

@@ -35,7 +35,7 @@ static const mfr_option opts[] = {
 	{"normalize", O_NORMALIZE, NULL, "L2-normalise each embedding"},
 	{"fp16", O_FP16, NULL, "store the vectors as fp16 instead of fp32"},
 	{"layer", O_OUTPUT_NAME, "NAME", "embed the output of layer NAME (default: the first output)"},
-	{"describe", O_DESCRIBE, "ARCH", "print ARCH's layers, parameters and MACs (a preset name or .arch file)"},
+	{"describe", O_DESCRIBE, "ARCH", "print ARCH's layers, parameters and MACs (a preset name, .arch file or .mfrm model)"},
 	{0},
 };
 
@@ -112,7 +112,18 @@ int main(int argc, char **argv)
 	if (describe) {
 		if (model_path || optind < argc)
 			mfr_usage_error("--describe takes no model and no input");
-		mfr_arch *a = mfr_arch_load(describe, &e);
+		mfr_arch *a = NULL;
+		char *preset = mfr_arch_preset(describe, NULL);
+		if (!preset && mfr_model_probe(describe)) { /* a model's architecture */
+			mfr_model dm = {0};
+			if (mfr_model_load(describe, &dm, &e) < 0)
+				mfr_die_error(&e);
+			a = mfr_arch_parse(dm.arch, strlen(dm.arch), describe, &e);
+			mfr_model_free(&dm);
+		} else {
+			a = mfr_arch_load(describe, &e);
+		}
+		free(preset);
 		if (!a)
 			mfr_die_error(&e);
 		if (mfr_arch_describe(a, stdout, &e) < 0)

@@ -32,6 +32,16 @@ ARCH
 	done
 }
 
+@test "mfr-embed --describe MODEL.mfrm describes the model's architecture; a damaged model fails" {
+	mfr-embed --describe r18 > preset.txt
+	run -0 mfr-model --new r18 -o m.mfrm
+	mfr-embed --describe m.mfrm > model.txt
+	cmp preset.txt model.txt
+	head -c 100 m.mfrm > cut.mfrm
+	run -1 mfr-embed --describe cut.mfrm
+	contains "$output" "truncated model"
+}
+
 @test "mfr-embed --describe: unknown preset and bad .arch fail with exit 1" {
 	run -1 mfr-embed --describe r51
 	contains "$output" "r51"
