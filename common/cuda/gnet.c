@@ -55,7 +55,7 @@ static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
  * given. 256-byte alignment per tensor keeps vector loads and cuDNN happy. */
 #define ALIGN(x) (((x) + 255) & ~(size_t)255)
 typedef struct {
-	size_t params, wc, dwc, act, dact, save, mask, fold;
+	size_t params, wc, dwc, act, save, mask, fold;
 } sizes;
 
 /* A slot for need bytes among nslots (cap, busy): the smallest free one
@@ -258,8 +258,6 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 	if (!training) {
 		z.act = plan_slots(a, N, es, fold_bn, inplace, aoff);
 		z.fold = fold_len(a, fold_bn, foff);
-	} else {
-		z.dact = plan_grads(a, N, es, NULL, NULL, NULL, NULL, NULL);
 	}
 	return z;
 }
@@ -277,11 +275,12 @@ size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 		mfr_arch_inference_merges(a, fold_bn, inplace);
 	sizes z = plan(a, batch, training, es, fold_bn, inplace, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 	free(fold_bn), free(inplace);
-	if (!z.act || (training && !z.dact))
+	size_t dact = training ? plan_grads(a, batch, es, NULL, NULL, NULL, NULL, NULL) : 0;
+	if (!z.act || (training && !dact))
 		return SIZE_MAX;
 	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4 + z.fold * 4;
 	if (training)
-		b += z.params * 4 + z.dwc * es + z.dact + z.mask;
+		b += z.params * 4 + z.dwc * es + dact + z.mask;
 	return b;
 }
 
