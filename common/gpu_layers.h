@@ -32,10 +32,28 @@ extern "C" {
  * As mfr_batchnorm_forward_ref: training (M > 1) normalises with the batch
  * statistics, updates running_mean/running_var in place (momentum, unbiased
  * variance) and saves mean and invstd; inference uses the running statistics
- * and still writes mean, invstd. out (M,C) type t written; may not alias in. */
+ * and still writes mean, invstd. out (M,C) type t written (NULL: only the
+ * statistics, see mfr_bn_apply_cuda); may not alias in. */
 void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_mean, float *running_var,
 			 const void *in, const float *gamma, const float *beta, int M, int C, int training,
 			 double eps, double momentum, mfr_dtype t, mfr_gpu *g);
+/* A batch norm's normalisation, device pointers to C floats each:
+ * y = gamma (x - mean) invstd + beta. */
+typedef struct {
+	const float *gamma, *beta, *mean, *invstd;
+} mfr_bn_norm;
+/* out = y = bn(in) with n's statistics; then, unless slope is NULL,
+ * PReLU(y) with slope (C) — a bn whose output only a PReLU reads, as one
+ * pass (y is not rounded to t in between). out may not alias in. With out
+ * NULL, mfr_bn_forward_cuda computes only the statistics (training) and
+ * running statistics: a consumer applies them (this, mfr_bn_add_cuda). */
+void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const float *slope, int M, int C,
+		       mfr_dtype t, mfr_gpu *g);
+/* out (M,C) = a' + b', where x' = bn(x) with its norm, or x where the norm
+ * is NULL: an add of a bn's output it alone reads, without that output.
+ * out may alias a plain a or b. */
+void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb, int M,
+		     int C, mfr_dtype t, mfr_gpu *g);
 /* As mfr_batchnorm_backward_ref: din (M,C) += (acc = 1) or = (acc = 0: din
  * is not read, so a fresh buffer needs no zeroing; the executor's first
  * writer of a gradient), dgamma, dbeta (C) +=. The other backward launchers
@@ -43,6 +61,14 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *dout, const void *in,
 			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
 			  int acc, mfr_dtype t, mfr_gpu *g);
+/* The backward of PReLU(bn(in)) (mfr_bn_apply_cuda with a slope): dout is
+ * the PReLU output's gradient; bn's output is recomputed from in, never
+ * read. din (M,C) = or += (acc), dgamma, dbeta, dslope (C) +=: the same as
+ * mfr_prelu_backward_cuda then mfr_bn_backward_cuda, with no rounding of
+ * the gradient in between. */
+void mfr_bn_prelu_backward_cuda(void *din, float *dgamma, float *dbeta, float *dslope, const void *dout,
+				const void *in, const mfr_bn_norm *n, const float *slope, int M, int C, int training,
+				int acc, mfr_dtype t, mfr_gpu *g);
 
 /* A conv followed by an inference bn as one conv (the CPU's fold in net.c,
  * its double arithmetic): per output channel c of out, s = gamma[c] /

@@ -173,50 +173,65 @@ void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)
 #define ROW_THREADS 8
 
 enum {
-	PART_BN_GRAD, /* k0: dy; k1: dy * (x - mean) * invstd */
-	PART_PRELU    /* k0: dy * x where x <= 0 (or NaN, as the reference); and din written in the same pass */
+	PART_BN_GRAD,  /* k0: dy; k1: dy * (x - mean) * invstd */
+	PART_PRELU,    /* k0: dy * x where x <= 0 (or NaN, as the reference); and din written in the same pass */
+	PART_BN_PRELU  /* a bn whose output y only a PReLU reads, dy its output's gradient, y recomputed from x:
+			* k0, k1 as PART_BN_GRAD of the PReLU's input gradient g; k2: dy * y where y <= 0 */
 };
 
+/* The batch norm output gi (x - mu) + beta, gi = gamma invstd: one
+ * expression wherever it is computed, so a recomputation gives the same
+ * bits as the forward. */
+__device__ static inline float bn_y(float gi, float x, float mu, float be) { return gi * (x - mu) + be; }
+
+/* PReLU's input gradient: dy where y > 0, else slope * dy. */
+__device__ static inline float prelu_g(float y, float dy, float sl) { return y > 0.f ? dy : sl * dy; }
+
 /* PART_PRELU also writes din (= or +=, acc) = dy or slope * dy: PReLU's
- * backward in one pass over dy and x. */
+ * backward in one pass over dy and x. PART_BN_PRELU reads gamma and beta
+ * besides mean and invstd. */
 __global__ static void chan_partial_kernel(float *part, int mode, const void *x, const void *dy, const float *mean,
-					   const float *invstd, void *din, const float *slope, int acc, int M, int C,
-					   int rpc, int t)
+					   const float *invstd, const float *gamma, const float *beta, void *din,
+					   const float *slope, int acc, int M, int C, int rpc, int t)
 {
-	__shared__ float sh[2][ROW_THREADS][CH_TILE + 1];
+	__shared__ float sh[3][ROW_THREADS][CH_TILE + 1];
 	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
-	int chunk = blockIdx.y, nchunk = gridDim.y;
-	float s0 = 0.f, s1 = 0.f;
+	int chunk = blockIdx.y, nchunk = gridDim.y, nk = mode == PART_BN_PRELU ? 3 : 2;
+	float s0 = 0.f, s1 = 0.f, s2 = 0.f;
 	if (c < C) {
 		float mu = mean ? mean[c] : 0.f, is = invstd ? invstd[c] : 0.f, sl = slope ? slope[c] : 0.f;
+		float gi = gamma ? gamma[c] * is : 0.f, be = beta ? beta[c] : 0.f;
 		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
 		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
 			size_t i = (size_t)r * C + c;
-			float v = ld(x, i, t);
+			float v = ld(x, i, t), d = ld(dy, i, t);
 			if (mode == PART_BN_GRAD) {
-				float d = ld(dy, i, t);
 				s0 += d;
 				s1 += d * ((v - mu) * is);
-			} else { /* PART_PRELU */
-				float d = ld(dy, i, t);
+			} else if (mode == PART_PRELU) {
 				if (!(v > 0.f))
 					s0 += d * v;
-				upd(din, i, t, v > 0.f ? d : sl * d, acc);
+				upd(din, i, t, prelu_g(v, d, sl), acc);
+			} else { /* PART_BN_PRELU */
+				float y = bn_y(gi, v, mu, be), gd = prelu_g(y, d, sl);
+				if (!(y > 0.f))
+					s2 += d * y;
+				s0 += gd;
+				s1 += gd * ((v - mu) * is);
 			}
 		}
 	}
 	sh[0][ty][tx] = s0;
 	sh[1][ty][tx] = s1;
+	sh[2][ty][tx] = s2;
 	__syncthreads();
-	if (ty == 0 && c < C) {
-		float a = 0.f, b = 0.f;
-		for (int j = 0; j < ROW_THREADS; j++) {
-			a += sh[0][j][tx];
-			b += sh[1][j][tx];
+	if (ty == 0 && c < C)
+		for (int k = 0; k < nk; k++) {
+			float a = 0.f;
+			for (int j = 0; j < ROW_THREADS; j++)
+				a += sh[k][j][tx];
+			part[((size_t)k * nchunk + chunk) * C + c] = a;
 		}
-		part[(size_t)chunk * C + c] = a;
-		part[((size_t)nchunk + chunk) * C + c] = b;
-	}
 }
 
 /* Total of quantity k of channel c over the nchunk partial sums; called by
@@ -369,49 +384,78 @@ static dim3 chan_grid(int M, int C)
 	return dim3((unsigned)((C + CH_TILE - 1) / CH_TILE), (unsigned)(y < 1 ? 1 : y < 65535 ? y : 65535));
 }
 
-__global__ static void bn_norm_kernel(void *out, const void *in, const float *mean, const float *invstd,
-				      const float *gamma, const float *beta, int M, int C, int t)
+/* out = bn(in), then PReLU with slope unless slope is NULL. */
+__global__ static void bn_norm_kernel(void *out, const void *in, mfr_bn_norm n, const float *slope, int M, int C,
+				      int t)
 {
 	int c = blockIdx.x * CH_TILE + threadIdx.x;
 	if (c >= C)
 		return;
-	float gi = gamma[c] * invstd[c], mu = mean[c], be = beta[c];
+	float gi = n.gamma[c] * n.invstd[c], mu = n.mean[c], be = n.beta[c], sl = slope ? slope[c] : 1.f;
 	CHAN_ROWS(r, M) {
 		size_t i = (size_t)r * C + c;
-		st(out, i, t, gi * (ld(in, i, t) - mu) + be);
+		float y = bn_y(gi, ld(in, i, t), mu, be);
+		st(out, i, t, y > 0.f ? y : sl * y);
 	}
 }
 
-/* sums (2C): sum dy, sum dy*xhat per channel (=); dbeta, dgamma (+=). */
-__global__ static void bn_grad_sums_kernel(float *sums, float *dgamma, float *dbeta, const float *part, int nchunk,
-					   int C)
+/* out = a' + b', where x' is bn(x) when its norm has gamma, else x. */
+__global__ static void bn_add_kernel(void *out, const void *a, mfr_bn_norm na, const void *b, mfr_bn_norm nb, int M,
+				     int C, int t)
+{
+	int c = blockIdx.x * CH_TILE + threadIdx.x;
+	if (c >= C)
+		return;
+	float ga = 1.f, ma = 0.f, ba = 0.f, gb = 1.f, mb = 0.f, bb = 0.f;
+	if (na.gamma)
+		ga = na.gamma[c] * na.invstd[c], ma = na.mean[c], ba = na.beta[c];
+	if (nb.gamma)
+		gb = nb.gamma[c] * nb.invstd[c], mb = nb.mean[c], bb = nb.beta[c];
+	CHAN_ROWS(r, M) {
+		size_t i = (size_t)r * C + c;
+		st(out, i, t, bn_y(ga, ld(a, i, t), ma, ba) + bn_y(gb, ld(b, i, t), mb, bb)); /* 1 (x - 0) + 0: x */
+	}
+}
+
+/* sums (2C): sum g, sum g*xhat per channel (=), g bn's output gradient; dbeta,
+ * dgamma (+=); dslope (+=) from quantity 2 when not NULL (PART_BN_PRELU). */
+__global__ static void bn_grad_sums_kernel(float *sums, float *dgamma, float *dbeta, float *dslope,
+					   const float *part, int nchunk, int C)
 {
 	int c = WARP_CHANNEL;
 	if (c >= C)
 		return;
 	float sdy = chunk_total(part, 0, nchunk, C, c), sdyx = chunk_total(part, 1, nchunk, C, c);
+	float sdsl = dslope ? chunk_total(part, 2, nchunk, C, c) : 0.f;
 	if ((threadIdx.x & 31) == 0) {
 		sums[c] = sdy;
 		sums[C + c] = sdyx;
 		dbeta[c] += sdy;
 		dgamma[c] += sdyx;
+		if (dslope)
+			dslope[c] += sdsl;
 	}
 }
 
-__global__ static void bn_din_kernel(void *din, const void *dout, const void *in, const float *gamma,
-				     const float *mean, const float *invstd, const float *sums, int M, int C,
-				     int training, int a, int t)
+/* din (= or +=, a) from dout, bn's output gradient; or, with slope, dout is
+ * the gradient of PReLU(bn(in)) and bn's output gradient is recomputed. */
+__global__ static void bn_din_kernel(void *din, const void *dout, const void *in, mfr_bn_norm n, const float *slope,
+				     const float *sums, int M, int C, int training, int a, int t)
 {
 	int c = blockIdx.x * CH_TILE + threadIdx.x;
 	if (c >= C)
 		return;
-	float is = invstd[c], gs = gamma[c] * is, mu = mean[c];
+	float is = n.invstd[c], gs = n.gamma[c] * is, mu = n.mean[c], be = slope ? n.beta[c] : 0.f;
+	float sl = slope ? slope[c] : 0.f;
 	/* training: the batch statistics depend on every x of the channel */
 	float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
 	CHAN_ROWS(r, M) {
 		size_t i = (size_t)r * C + c;
-		float xhat = (ld(in, i, t) - mu) * is;
-		upd(din, i, t, gs * (ld(dout, i, t) - mdy - xhat * mdyx), a);
+		float v = ld(in, i, t), d = ld(dout, i, t);
+		if (slope)
+			d = prelu_g(bn_y(gs, v, mu, be), d, sl);
+		float xhat = (v - mu) * is;
+		upd(din, i, t, gs * (d - mdy - xhat * mdyx), a);
 	}
 }
 
@@ -688,28 +732,67 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 		bn_infer_stats_kernel<<<mfr_grid(g, (size_t)C, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(
 			mean, invstd, running_mean, running_var, C, eps);
 	}
-	bn_norm_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, mean, invstd, gamma, beta,
-										     M, C, t);
+	if (out) {
+		mfr_bn_norm n = {gamma, beta, mean, invstd};
+		mfr_bn_apply_cuda(out, in, &n, NULL, M, C, t, g);
+	}
 	mfr_gpu_launched(g, "bn_forward");
+}
+
+void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const float *slope, int M, int C,
+		       mfr_dtype t, mfr_gpu *g)
+{
+	assert(M > 0 && C > 0);
+	bn_norm_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, *n, slope, M, C, t);
+	mfr_gpu_launched(g, "bn_apply");
+}
+
+void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb, int M,
+		     int C, mfr_dtype t, mfr_gpu *g)
+{
+	assert(M > 0 && C > 0);
+	mfr_bn_norm none = {NULL, NULL, NULL, NULL};
+	bn_add_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, a, na ? *na : none, b,
+										    nb ? *nb : none, M, C, t);
+	mfr_gpu_launched(g, "bn_add");
+}
+
+/* Batch norm's backward; with slope, of PReLU(bn(in)) (dslope +=). */
+static void bn_backward(void *din, float *dgamma, float *dbeta, float *dslope, const void *dout, const void *in,
+			const mfr_bn_norm *n, const float *slope, int M, int C, int training, int acc, mfr_dtype t,
+			mfr_gpu *g)
+{
+	assert(M > 0 && C > 0);
+	chan_plan p = chan_plan_for(g, M, C);
+	size_t nk = slope ? 3 : 2;
+	/* partial sums (nk x nchunk x C), then the channel totals (2 x C) */
+	float *part = scratch_floats(g, nk * p.nchunk * C + 2 * (size_t)C, "bn_backward");
+	if (!part)
+		return;
+	float *sums = part + nk * p.nchunk * C;
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, slope ? PART_BN_PRELU : PART_BN_GRAD, in, dout,
+								  n->mean, n->invstd, n->gamma, n->beta, NULL, slope, 0,
+								  M, C, p.rpc, t);
+	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, slope ? dslope : NULL,
+									   part, p.nchunk, C);
+	bn_din_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(din, dout, in, *n, slope, sums, M,
+										    C, training, acc, t);
+	mfr_gpu_launched(g, "bn_backward");
 }
 
 void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *dout, const void *in,
 			  const float *gamma, const float *mean, const float *invstd, int M, int C, int training,
 			  int acc, mfr_dtype t, mfr_gpu *g)
 {
-	assert(M > 0 && C > 0);
-	chan_plan p = chan_plan_for(g, M, C);
-	/* partial sums (2 x nchunk x C), then the channel totals (2 x C) */
-	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C + 2 * (size_t)C, "bn_backward");
-	if (!part)
-		return;
-	float *sums = part + 2 * (size_t)p.nchunk * C;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_BN_GRAD, in, dout, mean, invstd, NULL, NULL,
-								  0, M, C, p.rpc, t);
-	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, part, p.nchunk, C);
-	bn_din_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(din, dout, in, gamma, mean, invstd,
-										    sums, M, C, training, acc, t);
-	mfr_gpu_launched(g, "bn_backward");
+	mfr_bn_norm n = {gamma, NULL, mean, invstd};
+	bn_backward(din, dgamma, dbeta, NULL, dout, in, &n, NULL, M, C, training, acc, t, g);
+}
+
+void mfr_bn_prelu_backward_cuda(void *din, float *dgamma, float *dbeta, float *dslope, const void *dout,
+				const void *in, const mfr_bn_norm *n, const float *slope, int M, int C, int training,
+				int acc, mfr_dtype t, mfr_gpu *g)
+{
+	bn_backward(din, dgamma, dbeta, dslope, dout, in, n, slope, M, C, training, acc, t, g);
 }
 
 void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g)
@@ -729,8 +812,8 @@ void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const v
 	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "prelu_backward");
 	if (!part)
 		return;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, din, slope, acc,
-								  M, C, p.rpc, t);
+	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, NULL, NULL, din,
+								  slope, acc, M, C, p.rpc, t);
 	prelu_dslope_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(dslope, part, p.nchunk, C);
 	mfr_gpu_launched(g, "prelu_backward");
 }

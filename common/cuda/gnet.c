@@ -33,6 +33,7 @@ struct mfr_gnet {
 	float *save;               /* what forward keeps for backward, fp32 */
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
+	int *bn_into;              /* training: bn -> the prelu or add that applies it (plan_fusions), or -1 */
 	float *fold;               /* device: per folded conv its weights (OIHW) then bias, fp32 */
 	size_t *foff;
 	size_t *soff;
@@ -89,6 +90,58 @@ static size_t slot_bases(size_t *cap, int nslots)
 		total += c;
 	}
 	return total;
+}
+
+/* Training fuses a bn (2d or 1d) into the one layer that reads its output
+ * (not a net output) when that is a prelu (bn and PReLU as one pass, whose
+ * backward recomputes the bn's output) or an add of two inputs (the bn
+ * applied as the add reads it): bn_into[i] = that layer, else -1; the bn's
+ * output is never stored. */
+static void plan_fusions(const mfr_arch *a, int *bn_into)
+{
+	for (int i = 0; i < a->n_layers; i++)
+		bn_into[i] = -1;
+	for (int j = 0; j < a->n_layers; j++) {
+		const mfr_layer *L = &a->layers[j];
+		if (L->op != MFR_OP_PRELU && !(L->op == MFR_OP_ADD && L->n_in == 2))
+			continue;
+		for (int k = 0; k < L->n_in; k++) {
+			mfr_op op = a->layers[L->in[k]].op;
+			if ((op == MFR_OP_BN || op == MFR_OP_BN1D) && mfr_arch_users(a, L->in[k]) == 1)
+				bn_into[L->in[k]] = j;
+		}
+	}
+}
+
+/* The layer whose gradient layer i's input k receives: the input, or for a
+ * prelu applying a bn (plan_fusions), the bn's input. */
+static int grad_input(const mfr_arch *a, const int *bn_into, int i, int k)
+{
+	int j = a->layers[i].in[k];
+	return a->layers[i].op == MFR_OP_PRELU && bn_into[j] == i ? a->layers[j].in[0] : j;
+}
+
+/* How many of layer L's inputs are j. */
+static int reads_of(const mfr_layer *L, int j)
+{
+	int r = 0;
+	for (int k = 0; k < L->n_in; k++)
+		r += L->in[k] == j;
+	return r;
+}
+
+/* The layers other than i that write layer j's gradient (grad_input): how
+ * many (a layer once per input naming j), and in *last the highest of them
+ * (-1 when none). */
+static int other_writers(const mfr_arch *a, const int *bn_into, int j, int i, int *last)
+{
+	int n = 0;
+	*last = -1;
+	for (int q = 0; q < a->n_layers; q++)
+		for (int k = 0; q != i && k < a->layers[q].n_in; k++)
+			if (grad_input(a, bn_into, q, k) == j)
+				n++, *last = q;
+	return n;
 }
 
 /* Inference keeps only live activations: each layer's output takes the
@@ -150,15 +203,21 @@ out:
  * gradient) and takes a free slot then; it is freed once the layer's own
  * backward has read it; the input's is kept. The first writer assigns (=)
  * rather than adds, so nothing is zeroed for the launchers that take acc.
- * An add's gradient passes unchanged to its inputs: the first of them born
- * there (and read once by it) takes the add's slot over instead, with
- * nothing to write. A layer no gradient reaches is skipped (its backward
- * would add zeros). Fills, when doff is given: doff (byte offsets), dlive,
- * dfirst (per input, at dfoff[layer]: 0 adds, 1 assigns, 2 took the slot
- * over) and *zero_dx0 (no gradient reaches the input). Returns the block's
+ * An add's gradient passes unchanged to its inputs, so those born there
+ * (and read once by it) share the add's slot instead of a copy, when the
+ * add holds it alone: one owner, the first with other writers (their +=
+ * come later, the add's index being the highest), and each input the add
+ * alone reads whose backward runs before the owner's other writers (a
+ * residual block's last bn and its shortcut: no copy). A slot is freed
+ * when the last layer sharing it has run its backward. A layer no gradient
+ * reaches is skipped (its backward would add zeros); so is a bn a prelu
+ * applies (plan_fusions): the prelu's backward writes the bn's input
+ * gradient. Fills, when doff is given: doff (byte offsets), dlive, dfirst
+ * (per input, at dfoff[layer]: 0 adds, 1 assigns, 2 shares the add's
+ * slot) and *zero_dx0 (no gradient reaches the input). Returns the block's
  * bytes, or 0 when out of host memory. */
-static size_t plan_grads(const mfr_arch *a, int N, size_t es, size_t *doff, uint8_t *dlive, uint8_t *dfirst,
-			 const int *dfoff, int *zero_dx0)
+static size_t plan_grads(const mfr_arch *a, const int *bn_into, int N, size_t es, size_t *doff, uint8_t *dlive,
+			 uint8_t *dfirst, const int *dfoff, int *zero_dx0)
 {
 	int nl = a->n_layers, nslots = 0;
 	int *slot_of = malloc((size_t)nl * sizeof *slot_of), *busy = calloc((size_t)nl + 1, sizeof *busy);
@@ -177,22 +236,29 @@ static size_t plan_grads(const mfr_arch *a, int N, size_t es, size_t *doff, uint
 			dlive[i] = slot_of[i] >= 0;
 		if (slot_of[i] < 0)
 			continue;
-		int kept = 0; /* an input took this layer's slot over */
+		/* an add whose slot is its alone hands it on: to an owner (the
+		 * first input born here with other writers, which add to it
+		 * later) and to every input it alone reads, if all run before
+		 * the owner's other writers */
+		int hand = L->op == MFR_OP_ADD && busy[slot_of[i]] == 1, owner = -1, limit = -1, last;
+		for (int k = 0; hand && owner < 0 && k < L->n_in; k++)
+			if (slot_of[L->in[k]] < 0 && reads_of(L, L->in[k]) == 1 &&
+			    other_writers(a, bn_into, L->in[k], i, &last) > 0)
+				owner = L->in[k], limit = last;
 		for (int k = 0; k < L->n_in; k++) {
-			int j = L->in[k], first = slot_of[j] < 0, reads = 0;
-			for (int q = 0; q < L->n_in; q++)
-				reads += L->in[q] == j;
-			if (first && L->op == MFR_OP_ADD && !kept && reads == 1) {
+			int j = grad_input(a, bn_into, i, k), first = slot_of[j] < 0;
+			if (first && hand && reads_of(L, j) == 1 &&
+			    (j == owner || (j > limit && other_writers(a, bn_into, j, i, &last) == 0))) {
 				slot_of[j] = slot_of[i];
-				kept = first = 2;
+				busy[slot_of[i]]++;
+				first = 2;
 			} else if (first) {
 				BIRTH(j);
 			}
 			if (dfirst)
 				dfirst[dfoff[i] + k] = (uint8_t)first;
 		}
-		if (!kept)
-			busy[slot_of[i]] = 0;
+		busy[slot_of[i]]--;
 	}
 	if (zero_dx0)
 		*zero_dx0 = slot_of[0] < 0;
@@ -224,9 +290,11 @@ static size_t fold_len(const mfr_arch *a, const int *fold_bn, size_t *foff)
 }
 
 /* fold_bn and inplace: an inference net's merges (mfr_arch_inference_merges),
- * NULL for a training net; foff then receives the folded convs' offsets. */
+ * NULL for a training net; foff then receives the folded convs' offsets.
+ * bn_into: a training net's fusions (plan_fusions; NULL for inference): a
+ * fused bn's output takes no storage. */
 static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *fold_bn, const uint8_t *inplace,
-		  size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff, size_t *foff)
+		  const int *bn_into, size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff, size_t *foff)
 {
 	sizes z = {0};
 	for (int i = 0; i < a->n_tensors; i++) {
@@ -246,7 +314,8 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 			anum[i] = num;
 		if (aoff)
 			aoff[i] = z.act;
-		z.act += ALIGN(num * (size_t)N * es);
+		if (!bn_into || bn_into[i] < 0)
+			z.act += ALIGN(num * (size_t)N * es);
 		if (soff)
 			soff[i] = z.save;
 		z.save += ALIGN(mfr_layer_save_len(L, N) * 4) / 4;
@@ -265,17 +334,19 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 {
 	size_t es = mfr_dtype_size(t), nl = (size_t)a->n_layers;
-	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn);
+	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn), *bn_into = training ? malloc(nl * sizeof *bn_into) : NULL;
 	uint8_t *inplace = training ? NULL : malloc(nl);
-	if (!training && (!fold_bn || !inplace)) {
-		free(fold_bn), free(inplace);
+	if (training ? !bn_into : !fold_bn || !inplace) {
+		free(fold_bn), free(inplace), free(bn_into);
 		return SIZE_MAX; /* no host memory to plan with: nothing fits */
 	}
-	if (!training)
+	if (training)
+		plan_fusions(a, bn_into);
+	else
 		mfr_arch_inference_merges(a, fold_bn, inplace);
-	sizes z = plan(a, batch, training, es, fold_bn, inplace, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-	free(fold_bn), free(inplace);
-	size_t dact = training ? plan_grads(a, batch, es, NULL, NULL, NULL, NULL, NULL) : 0;
+	sizes z = plan(a, batch, training, es, fold_bn, inplace, bn_into, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	size_t dact = training ? plan_grads(a, bn_into, batch, es, NULL, NULL, NULL, NULL, NULL) : 0;
+	free(fold_bn), free(inplace), free(bn_into);
 	if (!z.act || (training && !dact))
 		return SIZE_MAX;
 	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4 + z.fold * 4;
@@ -318,24 +389,31 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	    !(n->inbuf = calloc((size_t)maxin, sizeof *n->inbuf)) ||
 	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf)) ||
 	    !(n->doff = calloc((size_t)nl, sizeof *n->doff)) || !(n->dlive = calloc((size_t)nl, 1)) ||
-	    !(n->dfirst = calloc((size_t)nin + 1, 1)) || !(n->dfoff = calloc((size_t)nl, sizeof *n->dfoff))) {
+	    !(n->dfirst = calloc((size_t)nin + 1, 1)) || !(n->dfoff = calloc((size_t)nl, sizeof *n->dfoff)) ||
+	    !(n->bn_into = calloc((size_t)nl, sizeof *n->bn_into))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
 	for (int i = 1; i < nl; i++)
 		n->dfoff[i] = n->dfoff[i - 1] + a->layers[i - 1].n_in;
-	if (training)
+	if (training) {
 		for (int i = 0; i < nl; i++)
 			n->fold_bn[i] = -1;
-	else
+		plan_fusions(a, n->bn_into);
+	} else {
 		mfr_arch_inference_merges(a, n->fold_bn, n->inplace);
+		for (int i = 0; i < nl; i++)
+			n->bn_into[i] = -1;
+	}
 	for (int i = 0; i < nl; i++)
 		if (n->fold_bn[i] >= 0)
 			n->folded[n->fold_bn[i]] = 1;
-	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace, n->poff,
-		       n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
+	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace,
+		       training ? n->bn_into : NULL, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
-	size_t dact_bytes = training ? plan_grads(a, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff, &n->zero_dx0) : 0;
+	size_t dact_bytes = training ? plan_grads(a, n->bn_into, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff,
+						  &n->zero_dx0)
+				     : 0;
 	if (!z.act || (training && !dact_bytes)) {
 		mfr_fail(e, "out of memory");
 		goto fail;
@@ -388,6 +466,7 @@ void mfr_gnet_free(mfr_gnet *n)
 	free(n->dlive);
 	free(n->dfirst);
 	free(n->dfoff);
+	free(n->bn_into);
 	free(n);
 }
 
@@ -451,6 +530,17 @@ static int refresh_weights(mfr_gnet *n, mfr_error *e)
 	return mfr_gpu_check(n->g, "weight copies", e);
 }
 
+/* Batch norm layer i's normalisation: its parameters and the statistics its
+ * forward saved. */
+static mfr_bn_norm bn_norm_of(mfr_gnet *n, int i)
+{
+	const mfr_layer *L = &n->a->layers[i];
+	const float *sv = n->save + n->soff[i];
+	if (L->op != MFR_OP_BN && L->op != MFR_OP_BN1D)
+		return (mfr_bn_norm){NULL, NULL, NULL, NULL};
+	return (mfr_bn_norm){P(L, 0), P(L, 1), sv, sv + L->in_shape.c};
+}
+
 /* Profiler span names per op (mfr_gpu_span), in mfr_op's order. */
 _Static_assert(MFR_OP_COUNT == 20 && MFR_OP_SPLAT == 19, "the span tables follow mfr_op");
 static const char *const SPAN_FWD[MFR_OP_COUNT] = {
@@ -461,6 +551,21 @@ static const char *const SPAN_BWD[MFR_OP_COUNT] = {
 	"input", "conv bwd", "bn bwd", "bn1d bwd", "prelu bwd", "relu bwd", "sigmoid bwd", "add bwd",
 	"concat bwd", "gap bwd", "maxpool bwd", "avgpool bwd", "pad bwd", "chpad bwd", "dropout bwd",
 	"flatten bwd", "linear bwd", "l2norm bwd", "se bwd", "splat bwd"};
+
+/* Layer i's span in forward (bwd = 0) or backward: its op's, or the fused
+ * pair's (plan_fusions); NULL for a prelu whose bn writes its output. */
+static const char *span_of(const mfr_gnet *n, int i, int bwd)
+{
+	const mfr_layer *L = &n->a->layers[i];
+	int into = n->bn_into[i];
+	if (L->op == MFR_OP_PRELU && n->bn_into[L->in[0]] == i)
+		return bwd ? "bn+prelu bwd" : NULL;
+	if (!bwd && into >= 0 && n->a->layers[into].op == MFR_OP_PRELU)
+		return "bn+prelu fwd";
+	if (!bwd && L->op == MFR_OP_ADD && (n->bn_into[L->in[0]] == i || n->bn_into[L->in[1]] == i))
+		return "bn+add fwd";
+	return (bwd ? SPAN_BWD : SPAN_FWD)[L->op];
+}
 
 int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64_t seed, mfr_error *e)
 {
@@ -484,7 +589,9 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 		for (int k = 0; k < L->n_in; k++)
 			n->inbuf[k] = ACT(L->in[k]);
 		const void *in = L->n_in ? n->inbuf[0] : NULL;
-		mfr_gpu_span(g, SPAN_FWD[L->op]);
+		const char *span = span_of(n, i, 0);
+		if (span) /* else the layer does nothing */
+			mfr_gpu_span(g, span);
 		switch (L->op) {
 		case MFR_OP_INPUT:
 			if (mfr_gpu_copy(g, out, x, cnt * n->es, e) < 0)
@@ -505,18 +612,36 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			if (n->folded[i]) /* in its conv's weights and bias; its output is the conv's */
 				break;
 			/* fall through */
-		case MFR_OP_BN1D:
-			mfr_bn_forward_cuda(out, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C, training, L->eps,
-					    L->momentum, t, g);
+		case MFR_OP_BN1D: {
+			int j = n->bn_into[i]; /* fused: only the statistics here; a prelu is applied with them now */
+			mfr_bn_forward_cuda(j < 0 ? out : NULL, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C,
+					    training, L->eps, L->momentum, t, g);
+			if (j >= 0 && a->layers[j].op == MFR_OP_PRELU) {
+				mfr_bn_norm bn = bn_norm_of(n, i);
+				mfr_bn_apply_cuda(ACT(j), in, &bn, P(&a->layers[j], 0), M, C, t, g);
+			}
 			break;
-		case MFR_OP_PRELU: mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g); break;
+		}
+		case MFR_OP_PRELU:
+			if (n->bn_into[L->in[0]] != i) /* else written with its bn */
+				mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g);
+			break;
 		case MFR_OP_RELU: mfr_relu_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
-		case MFR_OP_ADD:
+		case MFR_OP_ADD: {
+			int b0 = n->bn_into[L->in[0]] == i, b1 = n->bn_into[L->in[1]] == i;
+			if (b0 || b1) { /* two inputs, a fused bn applied to either or both */
+				mfr_bn_norm n0 = bn_norm_of(n, L->in[0]), n1 = bn_norm_of(n, L->in[1]);
+				mfr_bn_add_cuda(out, b0 ? ACT(a->layers[L->in[0]].in[0]) : in, b0 ? &n0 : NULL,
+						b1 ? ACT(a->layers[L->in[1]].in[0]) : n->inbuf[1], b1 ? &n1 : NULL,
+						N * L->shape.h * L->shape.w, L->shape.c, t, g);
+				break;
+			}
 			mfr_add_forward_cuda(out, in, n->inbuf[1], cnt, t, g);
 			for (int k = 2; k < L->n_in; k++)
 				mfr_add_forward_cuda(out, out, n->inbuf[k], cnt, t, g);
 			break;
+		}
 		case MFR_OP_CONCAT:
 			for (int k = 0; k < L->n_in; k++)
 				n->cbuf[k] = a->layers[L->in[k]].shape.c;
@@ -650,7 +775,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		const mfr_shape *is = &L->in_shape;
 		int C = is->c, HW = is->h * is->w, M = N * HW;
 		size_t cnt = n->anum[i] * (size_t)N;
-		mfr_gpu_span(g, SPAN_BWD[L->op]);
+		mfr_gpu_span(g, span_of(n, i, 1));
 		if (!takes_acc(L->op)) /* a gradient born here is zeroed for the launcher's += */
 			for (int k = 0; k < L->n_in; k++)
 				if (first[k] && mfr_gpu_zero(g, DACT(L->in[k]), n->anum[L->in[k]] * (size_t)N * n->es, e) < 0)
@@ -669,7 +794,18 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_BN1D:
 			mfr_bn_backward_cuda(dx, G(L, 0), G(L, 1), dy, in, P(L, 0), sv, sv + C, M, C, 1, acc, t, g);
 			break;
-		case MFR_OP_PRELU: mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, acc, t, g); break;
+		case MFR_OP_PRELU: {
+			int b = L->in[0];
+			if (n->bn_into[b] == i) { /* PReLU(bn(x)): x's gradient, the bn's parameters' */
+				const mfr_layer *B = &a->layers[b];
+				mfr_bn_norm bn = bn_norm_of(n, b);
+				mfr_bn_prelu_backward_cuda(DACT(B->in[0]), G(B, 0), G(B, 1), G(L, 0), dy, ACT(B->in[0]), &bn,
+							   P(L, 0), M, C, 1, acc, t, g);
+			} else {
+				mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, acc, t, g);
+			}
+			break;
+		}
 		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, acc, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_backward_cuda(dx, dy, y, cnt, t, g); break;
 		case MFR_OP_ADD: /* first[k] == 2: that input's gradient is dy's slot already */

@@ -3,7 +3,7 @@
  * convert (bit patterns against gcheck_to_f16/gcheck_to_bf16), the NCHW <->
  * NHWC moves, the input from raw pixels (against mfr_input_normalize), the
  * order of the main and side streams, fill, batch norm 2d/1d (training and inference, running
- * statistics and saved mean/invstd), PReLU, ReLU, sigmoid, add, concat,
+ * statistics and saved mean/invstd), batch norm fused into a PReLU or an add, PReLU, ReLU, sigmoid, add, concat,
  * dropout (mask byte for byte equal to the reference's), L2 normalisation,
  * and the fp32 helpers SGD, sum of squares and scale (host loops).
  *
@@ -507,6 +507,104 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training,
 		free(hb[i]);
 }
 
+/* ---- a bn fused into its reader: PReLU(bn(x)) and bn(a) + b ---- */
+
+/* The executor's training fusions (gnet.c plan_fusions) against the
+ * reference layers one after the other, the bn's output in float (the fused
+ * launchers never round it to t): statistics alone (mfr_bn_forward_cuda
+ * with out NULL), then mfr_bn_apply_cuda with a slope against
+ * prelu_forward(batchnorm_forward(x)); mfr_bn_prelu_backward_cuda (+= and
+ * from NaN with acc 0) against prelu_backward then batchnorm_backward;
+ * mfr_bn_add_cuda with the bn on input a (b plain) and on both. */
+static void test_bn_fused(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
+{
+	size_t M = (size_t)N * HW, cnt = M * C;
+	const char *tn = mfr_dtype_name(t), *mode = training ? "train" : "infer";
+	double eps = 1e-5, mom = 0.1;
+	float *x = hrand(cnt, 1, t), *x2 = hrand(cnt, 1, t), *b = hrand(cnt, 1, t);
+	for (size_t i = 0; i < cnt; i++)
+		x[i] += 0.5f, x2[i] -= 0.25f; /* off centre: negative and positive outputs */
+	gcheck_round(x, cnt, t);
+	gcheck_round(x2, cnt, t);
+	float *gamma = hrand(C, 0.5f, MFR_F32), *beta = hrand(C, 0.5f, MFR_F32), *slope = hrand(C, 0.2f, MFR_F32);
+	float *rm = hrand(C, 0.5f, MFR_F32), *rv = hrand(C, 0.4f, MFR_F32);
+	for (int c = 0; c < C; c++)
+		gamma[c] += 1, rv[c] += 0.5f, slope[c] += 0.25f;
+	float *y = falloc(cnt), *z = falloc(cnt), *mean = falloc(C), *invstd = falloc(C), *got = falloc(cnt);
+	float *rm2 = fdup(rm, C), *rv2 = fdup(rv, C);
+	mfr_batchnorm_forward_ref(y, mean, invstd, rm2, rv2, x, gamma, beta, N, C, HW, training, eps, mom);
+	mfr_prelu_forward_ref(z, y, slope, N, C, HW);
+
+	void *dx = put_nhwc(g, x, N, C, HW, t), *dz = gcheck_alloc(g, cnt * mfr_dtype_size(t));
+	float *dgam = (float *)gcheck_put(g, gamma, C, MFR_F32), *dbet = (float *)gcheck_put(g, beta, C, MFR_F32);
+	float *dsl = (float *)gcheck_put(g, slope, C, MFR_F32);
+	float *drm = (float *)gcheck_put(g, rm, C, MFR_F32), *drv = (float *)gcheck_put(g, rv, C, MFR_F32);
+	float *dmean = (float *)gcheck_alloc(g, C * 4), *dinv = (float *)gcheck_alloc(g, C * 4);
+	mfr_bn_forward_cuda(NULL, dmean, dinv, drm, drv, dx, dgam, dbet, (int)M, C, training, eps, mom, t, g);
+	get32(g, got, dmean, C);
+	gcheck_close(nm("bn stats only %s %s N=%d C=%d HW=%d mean", tn, mode, N, C, HW), got, mean, C, 1e-5);
+	get32(g, got, drv, C);
+	gcheck_close(nm("bn stats only %s %s N=%d C=%d HW=%d running_var", tn, mode, N, C, HW), got, rv2, C, 1e-5);
+	mfr_bn_norm bn = {dgam, dbet, dmean, dinv};
+	mfr_bn_apply_cuda(dz, dx, &bn, dsl, (int)M, C, t, g);
+	gcheck_get_nchw(g, got, dz, N, C, HW, t);
+	gcheck_close(nm("bn_apply + prelu %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, z, cnt, store_tol(t, 1e-5));
+
+	/* backward, on the reference's statistics: din, dgamma, dbeta, dslope pre-filled (+=) */
+	float *dzv = hrand(cnt, 1, t), *din = hrand(cnt, 1, t), *dg = hrand(C, 1, MFR_F32), *db = hrand(C, 1, MFR_F32);
+	float *ds = hrand(C, 1, MFR_F32), *dy = falloc(cnt);
+	void *ddz = put_nhwc(g, dzv, N, C, HW, t), *ddin = put_nhwc(g, din, N, C, HW, t);
+	float *ddg = (float *)gcheck_put(g, dg, C, MFR_F32), *ddb = (float *)gcheck_put(g, db, C, MFR_F32);
+	float *dds = (float *)gcheck_put(g, ds, C, MFR_F32);
+	float *rmean = (float *)gcheck_put(g, mean, C, MFR_F32), *rinv = (float *)gcheck_put(g, invstd, C, MFR_F32);
+	mfr_bn_norm rbn = {dgam, dbet, rmean, rinv};
+	mfr_bn_prelu_backward_cuda(ddin, ddg, ddb, dds, ddz, dx, &rbn, dsl, (int)M, C, training, 1, t, g);
+	mfr_prelu_backward_ref(dy, ds, dzv, y, slope, N, C, HW);
+	mfr_batchnorm_backward_ref(din, dg, db, dy, x, gamma, mean, invstd, N, C, HW, training);
+	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
+	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d din", tn, mode, N, C, HW), got, din, cnt,
+		     store_tol(t, 1e-5));
+	get32(g, got, ddg, C);
+	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dgamma", tn, mode, N, C, HW), got, dg, C, SUM_TOL(M));
+	get32(g, got, ddb, C);
+	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dbeta", tn, mode, N, C, HW), got, db, C, SUM_TOL(M));
+	get32(g, got, dds, C);
+	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dslope", tn, mode, N, C, HW), got, ds, C, SUM_TOL(M));
+	float *din0 = falloc(cnt), *junk = falloc(3 * (size_t)C);
+	void *dnan = gcheck_nan(g, cnt, t);
+	mfr_bn_prelu_backward_cuda(dnan, ddg, ddb, dds, ddz, dx, &rbn, dsl, (int)M, C, training, 0, t, g);
+	mfr_batchnorm_backward_ref(din0, junk, junk + C, dy, x, gamma, mean, invstd, N, C, HW, training);
+	gcheck_get_nchw(g, got, dnan, N, C, HW, t);
+	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d din, acc 0", tn, mode, N, C, HW), got, din0, cnt,
+		     store_tol(t, 1e-5));
+
+	/* bn(x) + b, then bn(x) + bn2(x2) with the second norm's own statistics */
+	float *sum = falloc(cnt), *y2 = falloc(cnt), *mean2 = falloc(C), *inv2 = falloc(C);
+	for (size_t i = 0; i < cnt; i++)
+		sum[i] = y[i] + b[i];
+	void *dbuf = put_nhwc(g, b, N, C, HW, t), *dx2 = put_nhwc(g, x2, N, C, HW, t);
+	mfr_bn_add_cuda(dz, dx, &rbn, dbuf, NULL, (int)M, C, t, g);
+	gcheck_get_nchw(g, got, dz, N, C, HW, t);
+	gcheck_close(nm("bn_add a %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, sum, cnt, store_tol(t, 1e-5));
+	mfr_batchnorm_forward_ref(y2, mean2, inv2, rm2, rv2, x2, beta, gamma, N, C, HW, training, eps, mom);
+	for (size_t i = 0; i < cnt; i++)
+		sum[i] = y[i] + y2[i];
+	float *dm2 = (float *)gcheck_put(g, mean2, C, MFR_F32), *di2 = (float *)gcheck_put(g, inv2, C, MFR_F32);
+	mfr_bn_norm bn2 = {dbet, dgam, dm2, di2}; /* gamma and beta swapped: a second, different norm */
+	mfr_bn_add_cuda(dz, dx, &rbn, dx2, &bn2, (int)M, C, t, g);
+	gcheck_get_nchw(g, got, dz, N, C, HW, t);
+	gcheck_close(nm("bn_add a, b %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, sum, cnt, store_tol(t, 1e-5));
+
+	void *bufs[] = {dx, dz, dgam, dbet, dsl, drm, drv, dmean, dinv, ddz, ddin, ddg, ddb, dds, rmean, rinv, dnan,
+			dbuf, dx2, dm2, di2};
+	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+		mfr_gpu_free(g, bufs[i]);
+	float *hb[] = {x, x2, b, gamma, beta, slope, rm, rv, y, z, mean, invstd, got, rm2, rv2, dzv, din, dg, db, ds, dy,
+		       din0, junk, sum, y2, mean2, inv2};
+	for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++)
+		free(hb[i]);
+}
+
 /* ---- PReLU ---- */
 
 /* Every 7th input is exactly 0: the slope side, as the reference. */
@@ -858,6 +956,12 @@ static void run_all(mfr_gpu *g)
 		for (size_t s = 0; s < sizeof bn_shapes / sizeof bn_shapes[0]; s++)
 			for (int training = 1; training >= 0; training--)
 				test_bn(g, t, bn_shapes[s][0], bn_shapes[s][1], bn_shapes[s][2], training, 2);
+		for (int training = 1; training >= 0; training--) {
+			test_bn_fused(g, t, 2, 17, 35, training);
+			test_bn_fused(g, t, 3, 130, 9, training);
+			test_bn_fused(g, t, 37, 64, 1, training);
+		}
+		test_bn_fused(g, t, 2, 64, 5001, 1);
 		test_prelu(g, t, 2, 17, 35);
 		test_prelu(g, t, 1, 130, 9);
 		test_prelu(g, t, 3, 64, 4099);

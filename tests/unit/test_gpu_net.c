@@ -7,7 +7,8 @@
  * linear), where NHWC vs NCHW order matters; GRAPH has what the planner of
  * gradient slots must get right (a layer no gradient reaches, an input
  * read twice by one add and one concat, an output in mid-network read by
- * later layers, one run with no gradient for it). Backward runs twice on
+ * later layers, one run with no gradient for it); FUSE what the training
+ * fusions of a bn into its reader must and must not take. Backward runs twice on
  * the GPU, so a gradient slot that keeps a stale value fails. Inference nets too (live
  * slots, conv -> bn folded, prelu/relu in place) against the CPU's
  * inference. Skips without a GPU. */
@@ -49,6 +50,54 @@ static const char *GRAPH =
 	"bn1d e fc\n"
 	"output e\n"
 	"output b1\n";
+
+/* What the training fusions (gnet.c plan_fusions) must and must not take:
+ * bn -> prelu on the input image; bn read by a prelu and an add (not
+ * fused); an add of two fused bns; a bn into an add of three (not fused); a
+ * net output read by a prelu (not fused); bn1d -> prelu. And the sharing of
+ * an add's gradient slot: a1 by both inputs; a3 by b5 and the owner b1, not
+ * p2; a5 by its owner c1, not u1, which would be read after c1's other
+ * writer w1 added to it; a8 by both, a7 then by no input (w2 still reads
+ * a8's slot, and would write it as o2's gradient). */
+static const char *FUSE =
+	"mfr-arch 1\n"
+	"input x 3 6 5\n"
+	"bn b0 x\n"
+	"prelu p0 b0\n"
+	"conv c1 p0 out=4 k=3 p=1\n"
+	"bn b1 c1\n"
+	"prelu p1 b1\n"
+	"conv c2 p1 out=4 k=1\n"
+	"bn b2 c2\n"
+	"prelu p2 b2\n"
+	"conv c3 p2 out=4 k=1\n"
+	"bn b3 c3\n"
+	"conv c4 p1 out=4 k=1\n"
+	"bn b4 c4\n"
+	"add a1 b3 b4\n"
+	"bn b5 a1\n"
+	"add a3 b5 b1 p2\n"
+	"bn b6 a3\n"
+	"prelu p6 b6\n"
+	"gap g p6\n"
+	"flatten f g\n"
+	"linear fc f out=6\n"
+	"bn1d e fc\n"
+	"prelu pe e\n"
+	"conv u1 p0 out=4 k=3 p=1\n"
+	"conv w1 c1 out=4 k=3 p=1\n"
+	"add a5 u1 c1\n"
+	"relu r6 a5\n"
+	"add a6 r6 w1\n"
+	"conv o2 p0 out=4 k=1\n"
+	"conv w2 o2 out=4 k=3 p=1\n"
+	"conv u2 p0 out=4 k=1\n"
+	"add a7 u2 o2\n"
+	"add a8 a7 w2\n"
+	"output pe\n"
+	"output b6\n"
+	"output a6\n"
+	"output a8\n";
 
 /* Runs arch text through both executors at batch N in type t and compares.
  * Tolerances relative to each tensor's largest magnitude: fp32 2e-4 — the
@@ -158,6 +207,14 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 		snprintf(what, sizeof what, "%s %s backward %d: input gradient", name, mfr_dtype_name(t), run);
 		gcheck_close(what, gx, mfr_net_input_grad(cn), xn, tol);
 	}
+	/* an evaluation forward of the training nets: running statistics */
+	CHECK(mfr_net_forward(cn, x, N, 0, seed, &e) == 0);
+	if (mfr_gnet_forward(gn, dx, N, 0, seed, &e) < 0)
+		gcheck_die("gnet evaluation forward", &e);
+	for (int k = 0; k < a->n_outputs; k++) {
+		snprintf(what, sizeof what, "%s %s evaluation output %d", name, mfr_dtype_name(t), k);
+		compare_output(g, cn, gn, a, k, N, t, what);
+	}
 
 	free(gx);
 	free(gg);
@@ -247,6 +304,7 @@ int main(void)
 			compare(g, "tiny", TINY, 4, types[k], -1);
 			compare(g, "head", HEAD, 3, types[k], -1);
 			compare(g, "graph", GRAPH, 3, types[k], -1);
+			compare(g, "fuse", FUSE, 3, types[k], -1);
 		}
 		compare(g, "tiny batch 2", TINY, 2, MFR_F32, -1);
 		compare(g, "graph, no gradient for output 1", GRAPH, 3, MFR_F32, 1);
