@@ -163,14 +163,97 @@ void mfr_fill_cuda(float *p, float value, size_t n, mfr_gpu *g)
 
 /* ---- per-channel sums over M rows of C channels ----
  *
- * Stage 1 (chan_partial_kernel): block (32, 8) takes 32 neighbouring
- * channels (one coalesced 32-wide read per row) and one chunk of rows; its
- * 8 rows of threads stride over the chunk, then one thread per channel adds
- * the 8 sums. It writes part[(k*nchunk + chunk)*C + c] for the quantities
- * k = 0, 1 of the mode. Stage 2 (chunk_total): one warp per channel adds the
- * nchunk partial sums. */
+ * Stage 1 (chan_partial_kernel): block (32, 8) takes 32 V neighbouring
+ * channels, V to a thread (one coalesced read of 32 vectors per row) and
+ * one chunk of rows; its 8 rows of threads stride over the chunk, then one
+ * thread per channel adds the 8 sums. It writes part[(k*nchunk + chunk)*C
+ * + c] for the quantities k = 0, 1 (2) of the mode. Stage 2 (chunk_total):
+ * one warp per channel adds the nchunk partial sums.
+ *
+ * V (chan_vec): 4 channels a thread — 8-byte loads in fp16/bf16, 16 in fp32,
+ * so that a warp keeps 4 times the bytes in flight of one value a thread —
+ * when C is a multiple of 4 and every buffer aligned to 4 values; else 1.
+ * Each channel's arithmetic is the same either way, so are the bits. */
 #define CH_TILE 32
 #define ROW_THREADS 8
+
+/* V values of a type, aligned to their size: one load or store. */
+template <int V> struct alignas(4 * V) vec_f32 {
+	float v[V];
+};
+template <int V> struct alignas(2 * V) vec_f16 {
+	__half v[V];
+};
+template <int V> struct alignas(2 * V) vec_bf16 {
+	__nv_bfloat16 v[V];
+};
+
+/* Elements i..i+V-1 of p (type t) into v as float; i a multiple of V. */
+template <int V> __device__ static inline void ldv(float *v, const void *p, size_t i, int t)
+{
+	if (t == MFR_F16) {
+		vec_f16<V> w = *(const vec_f16<V> *)((const __half *)p + i);
+		for (int k = 0; k < V; k++)
+			v[k] = __half2float(w.v[k]);
+	} else if (t == MFR_BF16) {
+		vec_bf16<V> w = *(const vec_bf16<V> *)((const __nv_bfloat16 *)p + i);
+		for (int k = 0; k < V; k++)
+			v[k] = __bfloat162float(w.v[k]);
+	} else {
+		vec_f32<V> w = *(const vec_f32<V> *)((const float *)p + i);
+		for (int k = 0; k < V; k++)
+			v[k] = w.v[k];
+	}
+}
+
+/* v into elements i..i+V-1 of p, rounded to t; with a, added to them (upd). */
+template <int V> __device__ static inline void updv(void *p, size_t i, int t, const float *v, int a)
+{
+	float o[V];
+	if (a)
+		ldv<V>(o, p, i, t);
+	for (int k = 0; k < V; k++)
+		o[k] = a ? o[k] + v[k] : v[k];
+	if (t == MFR_F16) {
+		vec_f16<V> w;
+		for (int k = 0; k < V; k++)
+			w.v[k] = __float2half_rn(o[k]);
+		*(vec_f16<V> *)((__half *)p + i) = w;
+	} else if (t == MFR_BF16) {
+		vec_bf16<V> w;
+		for (int k = 0; k < V; k++)
+			w.v[k] = __float2bfloat16_rn(o[k]);
+		*(vec_bf16<V> *)((__nv_bfloat16 *)p + i) = w;
+	} else {
+		vec_f32<V> w;
+		for (int k = 0; k < V; k++)
+			w.v[k] = o[k];
+		*(vec_f32<V> *)((float *)p + i) = w;
+	}
+}
+template <int V> __device__ static inline void stv(void *p, size_t i, int t, const float *v) { updv<V>(p, i, t, v, 0); }
+
+/* V for C channels when the buffers (NULL ones ignored) allow it. */
+static int chan_vec(int C, mfr_dtype t, const void *a, const void *b, const void *c, const void *d)
+{
+	const void *p[4] = {a, b, c, d};
+	size_t al = 4 * mfr_dtype_size(t);
+	if (C % 4)
+		return 1;
+	for (int k = 0; k < 4; k++)
+		if (p[k] && (uintptr_t)p[k] % al)
+			return 1;
+	return 4;
+}
+
+/* kernel<V><<<grid, block, 0, g->stream>>>(args...) for V = 4 or 1. */
+#define CHAN_LAUNCH(V, kernel, grid, block, ...)                                        \
+	do {                                                                            \
+		if ((V) == 4)                                                           \
+			kernel<4><<<(grid), (block), 0, g->stream>>>(__VA_ARGS__);      \
+		else                                                                    \
+			kernel<1><<<(grid), (block), 0, g->stream>>>(__VA_ARGS__);      \
+	} while (0)
 
 enum {
 	PART_BN_GRAD,  /* k0: dy; k1: dy * (x - mean) * invstd */
@@ -190,46 +273,61 @@ __device__ static inline float prelu_g(float y, float dy, float sl) { return y >
 /* PART_PRELU also writes din (= or +=, acc) = dy or slope * dy: PReLU's
  * backward in one pass over dy and x. PART_BN_PRELU reads gamma and beta
  * besides mean and invstd. */
+template <int V>
 __global__ static void chan_partial_kernel(float *part, int mode, const void *x, const void *dy, const float *mean,
 					   const float *invstd, const float *gamma, const float *beta, void *din,
 					   const float *slope, int acc, int M, int C, int rpc, int t)
 {
-	__shared__ float sh[3][ROW_THREADS][CH_TILE + 1];
-	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
+	__shared__ float sh[3][ROW_THREADS][CH_TILE * V + 1];
+	int tx = threadIdx.x, ty = threadIdx.y, c0 = (blockIdx.x * CH_TILE + tx) * V;
 	int chunk = blockIdx.y, nchunk = gridDim.y, nk = mode == PART_BN_PRELU ? 3 : 2;
-	float s0 = 0.f, s1 = 0.f, s2 = 0.f;
-	if (c < C) {
-		float mu = mean ? mean[c] : 0.f, is = invstd ? invstd[c] : 0.f, sl = slope ? slope[c] : 0.f;
-		float gi = gamma ? gamma[c] * is : 0.f, be = beta ? beta[c] : 0.f;
+	float s0[V], s1[V], s2[V];
+	for (int k = 0; k < V; k++)
+		s0[k] = s1[k] = s2[k] = 0.f;
+	if (c0 < C) { /* C is a multiple of V: all V channels are */
+		float mu[V], is[V], sl[V], gi[V], be[V];
+		for (int k = 0; k < V; k++) {
+			int c = c0 + k;
+			mu[k] = mean ? mean[c] : 0.f, is[k] = invstd ? invstd[c] : 0.f, sl[k] = slope ? slope[c] : 0.f;
+			gi[k] = gamma ? gamma[c] * is[k] : 0.f, be[k] = beta ? beta[c] : 0.f;
+		}
 		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
 		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
-			size_t i = (size_t)r * C + c;
-			float v = ld(x, i, t), d = ld(dy, i, t);
-			if (mode == PART_BN_GRAD) {
-				s0 += d;
-				s1 += d * ((v - mu) * is);
-			} else if (mode == PART_PRELU) {
-				if (!(v > 0.f))
-					s0 += d * v;
-				upd(din, i, t, prelu_g(v, d, sl), acc);
-			} else { /* PART_BN_PRELU */
-				float y = bn_y(gi, v, mu, be), gd = prelu_g(y, d, sl);
-				if (!(y > 0.f))
-					s2 += d * y;
-				s0 += gd;
-				s1 += gd * ((v - mu) * is);
-			}
+			size_t i = (size_t)r * C + c0;
+			float v[V], d[V], o[V];
+			ldv<V>(v, x, i, t);
+			ldv<V>(d, dy, i, t);
+			for (int k = 0; k < V; k++)
+				if (mode == PART_BN_GRAD) {
+					s0[k] += d[k];
+					s1[k] += d[k] * ((v[k] - mu[k]) * is[k]);
+				} else if (mode == PART_PRELU) {
+					if (!(v[k] > 0.f))
+						s0[k] += d[k] * v[k];
+					o[k] = prelu_g(v[k], d[k], sl[k]);
+				} else { /* PART_BN_PRELU */
+					float y = bn_y(gi[k], v[k], mu[k], be[k]), gd = prelu_g(y, d[k], sl[k]);
+					if (!(y > 0.f))
+						s2[k] += d[k] * y;
+					s0[k] += gd;
+					s1[k] += gd * ((v[k] - mu[k]) * is[k]);
+				}
+			if (mode == PART_PRELU)
+				updv<V>(din, i, t, o, acc);
 		}
 	}
-	sh[0][ty][tx] = s0;
-	sh[1][ty][tx] = s1;
-	sh[2][ty][tx] = s2;
+	for (int k = 0; k < V; k++) {
+		sh[0][ty][tx * V + k] = s0[k];
+		sh[1][ty][tx * V + k] = s1[k];
+		sh[2][ty][tx * V + k] = s2[k];
+	}
 	__syncthreads();
-	if (ty == 0 && c < C)
+	int l = ty * CH_TILE + tx, c = blockIdx.x * CH_TILE * V + l; /* thread l adds channel l of the block */
+	if (l < CH_TILE * V && c < C)
 		for (int k = 0; k < nk; k++) {
 			float a = 0.f;
 			for (int j = 0; j < ROW_THREADS; j++)
-				a += sh[k][j][tx];
+				a += sh[k][j][l];
 			part[((size_t)k * nchunk + chunk) * C + c] = a;
 		}
 }
@@ -256,10 +354,10 @@ typedef struct {
 	dim3 grid, block;
 } chan_plan;
 
-static chan_plan chan_plan_for(const mfr_gpu *g, int M, int C)
+static chan_plan chan_plan_for(const mfr_gpu *g, int M, int C, int V)
 {
 	chan_plan p;
-	long long cb = (C + CH_TILE - 1) / CH_TILE, want = (long long)g->sms * 8 / cb;
+	long long cb = (C + CH_TILE * V - 1) / (CH_TILE * V), want = (long long)g->sms * 8 / cb;
 	long long most = ((long long)M + 63) / 64;
 	long long n = want < most ? want : most;
 	if (n > 65535)
@@ -302,34 +400,45 @@ __device__ static moments merge(moments a, moments b)
  * value (a shift inside the data: no cancellation unless that value is far
  * out), the 8 row threads merge, and the chunk's mean and squared deviations
  * go to part[chunk*C + c] and part[(nchunk + chunk)*C + c]. */
-__global__ static void bn_moments_kernel(float *part, const void *x, int M, int C, int rpc, int t)
+template <int V> __global__ static void bn_moments_kernel(float *part, const void *x, int M, int C, int rpc, int t)
 {
-	__shared__ moments sh[ROW_THREADS][CH_TILE];
-	int tx = threadIdx.x, ty = threadIdx.y, c = blockIdx.x * CH_TILE + tx;
+	__shared__ moments sh[ROW_THREADS][CH_TILE * V];
+	int tx = threadIdx.x, ty = threadIdx.y, c0 = (blockIdx.x * CH_TILE + tx) * V;
 	int chunk = blockIdx.y, nchunk = gridDim.y;
-	moments m = {0.f, 0.f, 0.f};
-	if (c < C) {
+	moments m[V];
+	for (int k = 0; k < V; k++)
+		m[k] = moments{0.f, 0.f, 0.f};
+	if (c0 < C) {
 		long long r0 = (long long)chunk * rpc, r1 = r0 + rpc < M ? r0 + rpc : M;
-		float k = 0.f, s1 = 0.f, s2 = 0.f, n = 0.f;
+		float sh0[V], s1[V], s2[V], n = 0.f;
+		for (int k = 0; k < V; k++)
+			sh0[k] = s1[k] = s2[k] = 0.f;
 		for (long long r = r0 + ty; r < r1; r += ROW_THREADS) {
-			float v = ld(x, (size_t)r * C + c, t);
-			if (n == 0.f)
-				k = v;
-			float d = v - k;
-			s1 += d;
-			s2 += d * d;
+			float v[V];
+			ldv<V>(v, x, (size_t)r * C + c0, t);
+			for (int k = 0; k < V; k++) {
+				if (n == 0.f)
+					sh0[k] = v[k];
+				float d = v[k] - sh0[k];
+				s1[k] += d;
+				s2[k] += d * d;
+			}
 			n += 1.f;
 		}
 		if (n > 0.f)
-			m = moments{n, k + s1 / n, fmaxf(s2 - s1 * (s1 / n), 0.f)};
+			for (int k = 0; k < V; k++)
+				m[k] = moments{n, sh0[k] + s1[k] / n, fmaxf(s2[k] - s1[k] * (s1[k] / n), 0.f)};
 	}
-	sh[ty][tx] = m;
+	for (int k = 0; k < V; k++)
+		sh[ty][tx * V + k] = m[k];
 	__syncthreads();
-	if (ty == 0 && c < C) {
+	int l = ty * CH_TILE + tx, c = blockIdx.x * CH_TILE * V + l; /* thread l merges channel l of the block */
+	if (l < CH_TILE * V && c < C) {
+		moments a = sh[0][l];
 		for (int j = 1; j < ROW_THREADS; j++)
-			m = merge(m, sh[j][tx]);
-		part[(size_t)chunk * C + c] = m.mean;
-		part[((size_t)nchunk + chunk) * C + c] = m.m2;
+			a = merge(a, sh[j][l]);
+		part[(size_t)chunk * C + c] = a.mean;
+		part[((size_t)nchunk + chunk) * C + c] = a.m2;
 	}
 }
 
@@ -378,42 +487,68 @@ __global__ static void bn_infer_stats_kernel(float *mean, float *invstd, const f
  * element). chan_grid: enough row blocks for about 4 rows per thread. */
 #define CHAN_ROWS(r, M) \
 	for (long long r = (long long)blockIdx.y * blockDim.y + threadIdx.y; r < (M); r += (long long)gridDim.y * blockDim.y)
-static dim3 chan_grid(int M, int C)
+static dim3 chan_grid(int M, int C, int V)
 {
 	long long y = ((long long)M + CH_TILE - 1) / CH_TILE;
-	return dim3((unsigned)((C + CH_TILE - 1) / CH_TILE), (unsigned)(y < 1 ? 1 : y < 65535 ? y : 65535));
+	return dim3((unsigned)((C + CH_TILE * V - 1) / (CH_TILE * V)), (unsigned)(y < 1 ? 1 : y < 65535 ? y : 65535));
 }
 
+/* The first of this thread's V channels; past C, the thread has none. */
+#define CHAN0(V) ((int)((blockIdx.x * CH_TILE + threadIdx.x) * (V)))
+
 /* out = bn(in), then PReLU with slope unless slope is NULL. */
+template <int V>
 __global__ static void bn_norm_kernel(void *out, const void *in, mfr_bn_norm n, const float *slope, int M, int C,
 				      int t)
 {
-	int c = blockIdx.x * CH_TILE + threadIdx.x;
-	if (c >= C)
+	int c0 = CHAN0(V);
+	if (c0 >= C)
 		return;
-	float gi = n.gamma[c] * n.invstd[c], mu = n.mean[c], be = n.beta[c], sl = slope ? slope[c] : 1.f;
+	float gi[V], mu[V], be[V], sl[V];
+	for (int k = 0; k < V; k++)
+		gi[k] = n.gamma[c0 + k] * n.invstd[c0 + k], mu[k] = n.mean[c0 + k], be[k] = n.beta[c0 + k],
+		sl[k] = slope ? slope[c0 + k] : 1.f;
 	CHAN_ROWS(r, M) {
-		size_t i = (size_t)r * C + c;
-		float y = bn_y(gi, ld(in, i, t), mu, be);
-		st(out, i, t, y > 0.f ? y : sl * y);
+		size_t i = (size_t)r * C + c0;
+		float v[V];
+		ldv<V>(v, in, i, t);
+		for (int k = 0; k < V; k++) {
+			float y = bn_y(gi[k], v[k], mu[k], be[k]);
+			v[k] = y > 0.f ? y : sl[k] * y;
+		}
+		stv<V>(out, i, t, v);
+	}
+}
+
+/* One input's per-channel affine map for bn_add_kernel: bn's, or x -> x. */
+template <int V> __device__ static inline void bn_affine(float *gi, float *mu, float *be, const mfr_bn_norm &n, int c0)
+{
+	for (int k = 0; k < V; k++) {
+		gi[k] = 1.f, mu[k] = 0.f, be[k] = 0.f;
+		if (n.gamma)
+			gi[k] = n.gamma[c0 + k] * n.invstd[c0 + k], mu[k] = n.mean[c0 + k], be[k] = n.beta[c0 + k];
 	}
 }
 
 /* out = a' + b', where x' is bn(x) when its norm has gamma, else x. */
+template <int V>
 __global__ static void bn_add_kernel(void *out, const void *a, mfr_bn_norm na, const void *b, mfr_bn_norm nb, int M,
 				     int C, int t)
 {
-	int c = blockIdx.x * CH_TILE + threadIdx.x;
-	if (c >= C)
+	int c0 = CHAN0(V);
+	if (c0 >= C)
 		return;
-	float ga = 1.f, ma = 0.f, ba = 0.f, gb = 1.f, mb = 0.f, bb = 0.f;
-	if (na.gamma)
-		ga = na.gamma[c] * na.invstd[c], ma = na.mean[c], ba = na.beta[c];
-	if (nb.gamma)
-		gb = nb.gamma[c] * nb.invstd[c], mb = nb.mean[c], bb = nb.beta[c];
+	float ga[V], ma[V], ba[V], gb[V], mb[V], bb[V];
+	bn_affine<V>(ga, ma, ba, na, c0);
+	bn_affine<V>(gb, mb, bb, nb, c0);
 	CHAN_ROWS(r, M) {
-		size_t i = (size_t)r * C + c;
-		st(out, i, t, bn_y(ga, ld(a, i, t), ma, ba) + bn_y(gb, ld(b, i, t), mb, bb)); /* 1 (x - 0) + 0: x */
+		size_t i = (size_t)r * C + c0;
+		float va[V], vb[V];
+		ldv<V>(va, a, i, t);
+		ldv<V>(vb, b, i, t);
+		for (int k = 0; k < V; k++) /* 1 (x - 0) + 0: x */
+			va[k] = bn_y(ga[k], va[k], ma[k], ba[k]) + bn_y(gb[k], vb[k], mb[k], bb[k]);
+		stv<V>(out, i, t, va);
 	}
 }
 
@@ -439,23 +574,33 @@ __global__ static void bn_grad_sums_kernel(float *sums, float *dgamma, float *db
 
 /* din (= or +=, a) from dout, bn's output gradient; or, with slope, dout is
  * the gradient of PReLU(bn(in)) and bn's output gradient is recomputed. */
+template <int V>
 __global__ static void bn_din_kernel(void *din, const void *dout, const void *in, mfr_bn_norm n, const float *slope,
 				     const float *sums, int M, int C, int training, int a, int t)
 {
-	int c = blockIdx.x * CH_TILE + threadIdx.x;
-	if (c >= C)
+	int c0 = CHAN0(V);
+	if (c0 >= C)
 		return;
-	float is = n.invstd[c], gs = n.gamma[c] * is, mu = n.mean[c], be = slope ? n.beta[c] : 0.f;
-	float sl = slope ? slope[c] : 0.f;
-	/* training: the batch statistics depend on every x of the channel */
-	float mdy = training ? sums[c] / (float)M : 0.f, mdyx = training ? sums[C + c] / (float)M : 0.f;
+	float is[V], gs[V], mu[V], be[V], sl[V], mdy[V], mdyx[V];
+	for (int k = 0; k < V; k++) {
+		int c = c0 + k;
+		is[k] = n.invstd[c], gs[k] = n.gamma[c] * is[k], mu[k] = n.mean[c], be[k] = slope ? n.beta[c] : 0.f;
+		sl[k] = slope ? slope[c] : 0.f;
+		/* training: the batch statistics depend on every x of the channel */
+		mdy[k] = training ? sums[c] / (float)M : 0.f, mdyx[k] = training ? sums[C + c] / (float)M : 0.f;
+	}
 	CHAN_ROWS(r, M) {
-		size_t i = (size_t)r * C + c;
-		float v = ld(in, i, t), d = ld(dout, i, t);
-		if (slope)
-			d = prelu_g(bn_y(gs, v, mu, be), d, sl);
-		float xhat = (v - mu) * is;
-		upd(din, i, t, gs * (d - mdy - xhat * mdyx), a);
+		size_t i = (size_t)r * C + c0;
+		float v[V], d[V];
+		ldv<V>(v, in, i, t);
+		ldv<V>(d, dout, i, t);
+		for (int k = 0; k < V; k++) {
+			if (slope)
+				d[k] = prelu_g(bn_y(gs[k], v[k], mu[k], be[k]), d[k], sl[k]);
+			float xhat = (v[k] - mu[k]) * is[k];
+			d[k] = gs[k] * (d[k] - mdy[k] - xhat * mdyx[k]);
+		}
+		updv<V>(din, i, t, d, a);
 	}
 }
 
@@ -473,19 +618,24 @@ __global__ static void bn_fold_kernel(float *fw, float *fb, const float *w, cons
 	}
 }
 
+template <int V>
 __global__ static void prelu_forward_kernel(void *out, const void *in, const float *slope, int M, int C, int t)
 {
-	int c = blockIdx.x * CH_TILE + threadIdx.x;
-	if (c >= C)
+	int c0 = CHAN0(V);
+	if (c0 >= C)
 		return;
-	float sl = slope[c];
+	float sl[V];
+	for (int k = 0; k < V; k++)
+		sl[k] = slope[c0 + k];
 	CHAN_ROWS(r, M) {
-		size_t i = (size_t)r * C + c;
-		float v = ld(in, i, t);
-		st(out, i, t, v > 0.f ? v : sl * v);
+		size_t i = (size_t)r * C + c0;
+		float v[V];
+		ldv<V>(v, in, i, t);
+		for (int k = 0; k < V; k++)
+			v[k] = v[k] > 0.f ? v[k] : sl[k] * v[k];
+		stv<V>(out, i, t, v);
 	}
 }
-
 
 __global__ static void prelu_dslope_kernel(float *dslope, const float *part, int nchunk, int C)
 {
@@ -721,11 +871,12 @@ void mfr_bn_forward_cuda(void *out, float *mean, float *invstd, float *running_m
 	assert(M > 0 && C > 0 && eps > 0);
 	assert(!training || M > 1); /* the unbiased variance needs two values */
 	if (training) {
-		chan_plan p = chan_plan_for(g, M, C);
+		int V = chan_vec(C, t, in, NULL, NULL, NULL);
+		chan_plan p = chan_plan_for(g, M, C, V);
 		float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "bn_forward");
 		if (!part)
 			return;
-		bn_moments_kernel<<<p.grid, p.block, 0, g->stream>>>(part, in, M, C, p.rpc, t);
+		CHAN_LAUNCH(V, bn_moments_kernel, p.grid, p.block, part, in, M, C, p.rpc, t);
 		bn_stats_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(mean, invstd, running_mean, running_var,
 									       part, p.nchunk, p.rpc, M, C, eps, momentum);
 	} else {
@@ -743,7 +894,8 @@ void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const fl
 		       mfr_dtype t, mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
-	bn_norm_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, *n, slope, M, C, t);
+	int V = chan_vec(C, t, out, in, NULL, NULL);
+	CHAN_LAUNCH(V, bn_norm_kernel, chan_grid(M, C, V), dim3(CH_TILE, ROW_THREADS), out, in, *n, slope, M, C, t);
 	mfr_gpu_launched(g, "bn_apply");
 }
 
@@ -752,8 +904,9 @@ void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void
 {
 	assert(M > 0 && C > 0);
 	mfr_bn_norm none = {NULL, NULL, NULL, NULL};
-	bn_add_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, a, na ? *na : none, b,
-										    nb ? *nb : none, M, C, t);
+	int V = chan_vec(C, t, out, a, b, NULL);
+	CHAN_LAUNCH(V, bn_add_kernel, chan_grid(M, C, V), dim3(CH_TILE, ROW_THREADS), out, a, na ? *na : none, b,
+		    nb ? *nb : none, M, C, t);
 	mfr_gpu_launched(g, "bn_add");
 }
 
@@ -763,20 +916,20 @@ static void bn_backward(void *din, float *dgamma, float *dbeta, float *dslope, c
 			mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
-	chan_plan p = chan_plan_for(g, M, C);
+	int V = chan_vec(C, t, din, dout, in, NULL);
+	chan_plan p = chan_plan_for(g, M, C, V);
 	size_t nk = slope ? 3 : 2;
 	/* partial sums (nk x nchunk x C), then the channel totals (2 x C) */
 	float *part = scratch_floats(g, nk * p.nchunk * C + 2 * (size_t)C, "bn_backward");
 	if (!part)
 		return;
 	float *sums = part + nk * p.nchunk * C;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, slope ? PART_BN_PRELU : PART_BN_GRAD, in, dout,
-								  n->mean, n->invstd, n->gamma, n->beta, NULL, slope, 0,
-								  M, C, p.rpc, t);
+	CHAN_LAUNCH(V, chan_partial_kernel, p.grid, p.block, part, slope ? PART_BN_PRELU : PART_BN_GRAD, in, dout,
+		    n->mean, n->invstd, n->gamma, n->beta, NULL, slope, 0, M, C, p.rpc, t);
 	bn_grad_sums_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(sums, dgamma, dbeta, slope ? dslope : NULL,
 									   part, p.nchunk, C);
-	bn_din_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(din, dout, in, *n, slope, sums, M,
-										    C, training, acc, t);
+	CHAN_LAUNCH(V, bn_din_kernel, chan_grid(M, C, V), dim3(CH_TILE, ROW_THREADS), din, dout, in, *n, slope, sums, M,
+		    C, training, acc, t);
 	mfr_gpu_launched(g, "bn_backward");
 }
 
@@ -798,9 +951,10 @@ void mfr_bn_prelu_backward_cuda(void *din, float *dgamma, float *dbeta, float *d
 void mfr_prelu_forward_cuda(void *out, const void *in, const float *slope, int M, int C, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M >= 0 && C > 0);
+	int V = chan_vec(C, t, out, in, NULL, NULL);
 	if (M > 0)
-		prelu_forward_kernel<<<chan_grid(M, C), dim3(CH_TILE, ROW_THREADS), 0, g->stream>>>(out, in, slope, M, C,
-												   t);
+		CHAN_LAUNCH(V, prelu_forward_kernel, chan_grid(M, C, V), dim3(CH_TILE, ROW_THREADS), out, in, slope, M, C,
+			    t);
 	mfr_gpu_launched(g, "prelu_forward");
 }
 
@@ -808,12 +962,13 @@ void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const v
 			     int C, int acc, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
-	chan_plan p = chan_plan_for(g, M, C);
+	int V = chan_vec(C, t, din, dout, in, NULL);
+	chan_plan p = chan_plan_for(g, M, C, V);
 	float *part = scratch_floats(g, 2 * (size_t)p.nchunk * C, "prelu_backward");
 	if (!part)
 		return;
-	chan_partial_kernel<<<p.grid, p.block, 0, g->stream>>>(part, PART_PRELU, in, dout, NULL, NULL, NULL, NULL, din,
-								  slope, acc, M, C, p.rpc, t);
+	CHAN_LAUNCH(V, chan_partial_kernel, p.grid, p.block, part, PART_PRELU, in, dout, NULL, NULL, NULL, NULL, din,
+		    slope, acc, M, C, p.rpc, t);
 	prelu_dslope_kernel<<<warp_blocks(C), MFR_THREADS, 0, g->stream>>>(dslope, part, p.nchunk, C);
 	mfr_gpu_launched(g, "prelu_backward");
 }
