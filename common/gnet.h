@@ -106,7 +106,12 @@ typedef int (*mfr_gnet_hook)(void *ctx, int layer, mfr_error *e);
 int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, void *ctx, mfr_error *e);
 
 /* dLoss/d(input) of the last backward (device, NHWC, element type), or NULL
- * when not training. */
+ * when not training or skipped. */
 void *mfr_gnet_input_grad(mfr_gnet *n);
+/* skip = 1: backward spares the input's gradient where nothing reads it (a
+ * trainer): a conv reading the input computes no data gradient (for a stem
+ * conv, a cuDNN call as costly as its forward), and mfr_gnet_input_grad
+ * returns NULL. 0 (the default) computes it. */
+void mfr_gnet_skip_input_grad(mfr_gnet *n, int skip);
 
 #endif

@@ -30,6 +30,7 @@ struct mfr_gnet {
 	uint8_t *dfirst;           /* training: per (layer, input): 0 adds to the input's gradient, 1 writes it first, 2 handed it dy's slot */
 	int *dfoff;                /* training: per layer its inputs' first entry in dfirst */
 	int zero_dx0;              /* training: no gradient reaches the input: zero its slot at the end */
+	int skip_dx0;              /* mfr_gnet_skip_input_grad */
 	float *save;               /* what forward keeps for backward, fp32 */
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
@@ -712,7 +713,8 @@ void *mfr_gnet_output(mfr_gnet *n, int k, size_t *dim)
 	return ACT(i);
 }
 
-void *mfr_gnet_input_grad(mfr_gnet *n) { return n->dact ? DACT(0) : NULL; }
+void *mfr_gnet_input_grad(mfr_gnet *n) { return n->dact && !n->skip_dx0 ? DACT(0) : NULL; }
+void mfr_gnet_skip_input_grad(mfr_gnet *n, int skip) { n->skip_dx0 = skip; }
 
 int mfr_gnet_zero_grad(mfr_gnet *n, mfr_error *e)
 {
@@ -784,7 +786,8 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_CONV: {
 			mfr_conv_shape s;
 			mfr_layer_conv_shape(L, N, &s);
-			if (mfr_conv_backward_cuda(dx, n->dwc, L->bias ? G(L, 1) : NULL, dy, in, WC(i), &s, acc, t, g, e) < 0)
+			if (mfr_conv_backward_cuda(L->in[0] == 0 && n->skip_dx0 ? NULL : dx, n->dwc, L->bias ? G(L, 1) : NULL, dy,
+						   in, WC(i), &s, acc, t, g, e) < 0)
 				return -1;
 			mfr_gpu_span(g, "conv wgrad fold");
 			mfr_conv_weight_grad_cuda(G(L, 0), n->dwc, &s, t, g);
@@ -869,7 +872,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		if (mfr_gpu_check(g, L->name, e) < 0 || (hook && hook(ctx, i, e) != 0))
 			return -1;
 	}
-	if (n->zero_dx0) /* nothing reached the input: its gradient is 0 */
+	if (n->zero_dx0 && !n->skip_dx0) /* nothing reached the input: its gradient is 0 */
 		return mfr_gpu_zero(g, DACT(0), n->anum[0] * (size_t)N * n->es, e);
 	return 0;
 }

@@ -153,6 +153,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	    !(t->fc = mfr_gpfc_new(t->g, c->classes, d, c->sample_rate, t->G, t->rank, t->k, e)) ||
 	    !(t->gc = mfr_gcomm_new(comm, t->g, e)))
 		goto fail;
+	mfr_gnet_skip_input_grad(t->net, 1); /* nothing reads the images' gradient */
 	t->ptotal = mfr_gnet_param_total(t->net);
 	const mfr_shape *in = &a->layers[0].shape;
 	size_t xn = (size_t)c->batch * in->c * in->h * in->w, es = mfr_dtype_size(c->dtype);

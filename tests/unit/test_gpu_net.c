@@ -207,6 +207,20 @@ static void compare(mfr_gpu *g, const char *name, const char *text, int N, mfr_d
 		snprintf(what, sizeof what, "%s %s backward %d: input gradient", name, mfr_dtype_name(t), run);
 		gcheck_close(what, gx, mfr_net_input_grad(cn), xn, tol);
 	}
+	/* the input's gradient skipped: the parameters' the same */
+	mfr_gnet_skip_input_grad(gn, 1);
+	float *gs = gcheck_xmalloc(P * sizeof *gs);
+	if (mfr_gnet_zero_grad(gn, &e) < 0 || mfr_gnet_backward(gn, douts, NULL, NULL, &e) < 0 ||
+	    mfr_gnet_get_grads(gn, gs, &e) < 0)
+		gcheck_die("gnet backward without the input's gradient", &e);
+	snprintf(what, sizeof what, "%s %s backward without the input's gradient: the same parameter gradients", name,
+		 mfr_dtype_name(t));
+	gcheck_close(what, gs, gg, P, t == MFR_F32 ? 1e-5 : tol); /* (cuDNN's backward may sum in any order) */
+	snprintf(what, sizeof what, "%s %s backward without the input's gradient: none given", name, mfr_dtype_name(t));
+	if (check_report(mfr_gnet_input_grad(gn) == NULL, what, __FILE__, __LINE__))
+		printf("ok %s\n", what);
+	mfr_gnet_skip_input_grad(gn, 0);
+	free(gs);
 	/* an evaluation forward of the training nets: running statistics */
 	CHECK(mfr_net_forward(cn, x, N, 0, seed, &e) == 0);
 	if (mfr_gnet_forward(gn, dx, N, 0, seed, &e) < 0)
