@@ -29,24 +29,40 @@
 
 /* ---- kernels ---- */
 
-/* wc (Co,kh,kw,cig) type t = w (Co,cig,kh,kw) fp32; i runs over wc. */
-static __global__ void weight_krsc_kernel(void *wc, const float *w, size_t nw, int cig, int kh, int kw, int t)
+/* The weight layouts: per output channel oc, OIHW holds a (cig, rs)
+ * matrix and KRSC its transpose (rs, cig), rs = kh kw. The kernels below
+ * take block (32, 8): 32 neighbouring input channels j (reads or writes of
+ * the KRSC side coalesced) of 8 output channels; each thread runs over the
+ * rs positions of its (oc, j), so no index is divided. */
+#define WT_X 32
+#define WT_Y 8
+static dim3 weight_grid(int co, int cig)
 {
-	MFR_FOR(i, nw) {
-		size_t r = i / (size_t)cig, j = i % (size_t)cig;
-		size_t kx = r % (size_t)kw, ky = r / (size_t)kw % (size_t)kh, oc = r / (size_t)kw / (size_t)kh;
-		st(wc, i, t, w[((oc * cig + j) * kh + ky) * kw + kx]);
+	int y = (co + WT_Y - 1) / WT_Y;
+	return dim3((unsigned)((cig + WT_X - 1) / WT_X), (unsigned)(y < 65535 ? y : 65535));
+}
+#define WEIGHT_THREADS(oc, j, co, cig)                                                                    \
+	for (int oc = blockIdx.y * WT_Y + threadIdx.y, j = blockIdx.x * WT_X + threadIdx.x; oc < (co) && j < (cig); \
+	     oc += gridDim.y * WT_Y)
+
+/* wc (Co,kh,kw,cig) type t = w (Co,cig,kh,kw) fp32. */
+static __global__ void weight_krsc_kernel(void *wc, const float *w, int co, int cig, int rs, int t)
+{
+	WEIGHT_THREADS(oc, j, co, cig) {
+		size_t k0 = (size_t)oc * rs * cig + j, o0 = ((size_t)oc * cig + j) * rs;
+		for (int k = 0; k < rs; k++)
+			st(wc, k0 + (size_t)k * cig, t, w[o0 + k]);
 	}
 }
 
-/* dw (Co,cig,kh,kw) fp32 += dwc (Co,kh,kw,cig) type t; i runs over dw, so
- * every thread owns the element it adds to. */
-static __global__ void weight_grad_kernel(float *dw, const void *dwc, size_t nw, int cig, int kh, int kw, int t)
+/* dw (Co,cig,kh,kw) fp32 += dwc (Co,kh,kw,cig) type t; each element of dw
+ * has one thread. */
+static __global__ void weight_grad_kernel(float *dw, const void *dwc, int co, int cig, int rs, int t)
 {
-	MFR_FOR(i, nw) {
-		size_t r = i / (size_t)kw, kx = i % (size_t)kw;
-		size_t ky = r % (size_t)kh, j = r / (size_t)kh % (size_t)cig, oc = r / (size_t)kh / (size_t)cig;
-		dw[i] += ld(dwc, ((oc * kh + ky) * kw + kx) * cig + j, t);
+	WEIGHT_THREADS(oc, j, co, cig) {
+		size_t k0 = (size_t)oc * rs * cig + j, o0 = ((size_t)oc * cig + j) * rs;
+		for (int k = 0; k < rs; k++)
+			dw[o0 + k] += ld(dwc, k0 + (size_t)k * cig, t);
 	}
 }
 
@@ -581,18 +597,16 @@ extern "C" {
 void mfr_conv_weight_cuda(void *wc, const float *w, const mfr_conv_shape *s, mfr_dtype t, mfr_gpu *g)
 {
 	int cig = s->ci / s->groups;
-	size_t nw = (size_t)s->co * cig * s->kh * s->kw;
-	weight_krsc_kernel<<<mfr_grid(g, nw, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(wc, w, nw, cig, s->kh, s->kw,
-											  t);
+	weight_krsc_kernel<<<weight_grid(s->co, cig), dim3(WT_X, WT_Y), 0, g->stream>>>(wc, w, s->co, cig,
+											 s->kh * s->kw, t);
 	mfr_gpu_launched(g, "conv_weight");
 }
 
 void mfr_conv_weight_grad_cuda(float *dw, const void *dwc, const mfr_conv_shape *s, mfr_dtype t, mfr_gpu *g)
 {
 	int cig = s->ci / s->groups;
-	size_t nw = (size_t)s->co * cig * s->kh * s->kw;
-	weight_grad_kernel<<<mfr_grid(g, nw, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(dw, dwc, nw, cig, s->kh,
-											  s->kw, t);
+	weight_grad_kernel<<<weight_grid(s->co, cig), dim3(WT_X, WT_Y), 0, g->stream>>>(dw, dwc, s->co, cig,
+											 s->kh * s->kw, t);
 	mfr_gpu_launched(g, "conv_weight_grad");
 }
 
