@@ -27,7 +27,8 @@ struct mfr_gnet {
 	size_t *aoff, *anum;       /* per layer: byte offset in act, values per image */
 	size_t *doff;              /* training: per layer its gradient's byte offset in dact (slots: plan_grads) */
 	uint8_t *dlive;            /* training: a gradient reaches the layer (else its backward is skipped) */
-	uint8_t *dfirst;           /* training: per (layer, input): 0 adds to the input's gradient, 1 writes it first, 2 handed it dy's slot */
+	uint8_t *dfirst;           /* training: per (layer, input): 0 adds to the input's gradient, 1 writes it
+				    * first, 2 shares dy's slot (an add's input: plan_grads) */
 	int *dfoff;                /* training: per layer its inputs' first entry in dfirst */
 	int zero_dx0;              /* training: no gradient reaches the input: zero its slot at the end */
 	int skip_dx0;              /* mfr_gnet_skip_input_grad */
@@ -295,7 +296,8 @@ static size_t fold_len(const mfr_arch *a, const int *fold_bn, size_t *foff)
  * bn_into: a training net's fusions (plan_fusions; NULL for inference): a
  * fused bn's output takes no storage. */
 static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *fold_bn, const uint8_t *inplace,
-		  const int *bn_into, size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff, size_t *foff)
+		  const int *bn_into, size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff,
+		  size_t *foff)
 {
 	sizes z = {0};
 	for (int i = 0; i < a->n_tensors; i++) {
@@ -335,7 +337,8 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 {
 	size_t es = mfr_dtype_size(t), nl = (size_t)a->n_layers;
-	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn), *bn_into = training ? malloc(nl * sizeof *bn_into) : NULL;
+	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn);
+	int *bn_into = training ? malloc(nl * sizeof *bn_into) : NULL;
 	uint8_t *inplace = training ? NULL : malloc(nl);
 	if (training ? !bn_into : !fold_bn || !inplace) {
 		free(fold_bn), free(inplace), free(bn_into);

@@ -427,6 +427,21 @@ static void test_scale(mfr_gpu *g)
 
 /* ---- batch norm ---- */
 
+/* A batch norm backward's din (device, NHWC), dgamma and dbeta against the
+ * reference's; got: scratch of N C HW floats. what names the case. */
+static void check_bn_grads(mfr_gpu *g, const char *what, mfr_dtype t, int N, int C, int HW, float *got,
+			   const void *ddin, const float *din, const float *ddg, const float *dg, const float *ddb,
+			   const float *db)
+{
+	size_t M = (size_t)N * HW;
+	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
+	gcheck_close(nm("%s din", what), got, din, M * C, store_tol(t, 1e-5));
+	get32(g, got, ddg, C);
+	gcheck_close(nm("%s dgamma", what), got, dg, C, SUM_TOL(M));
+	get32(g, got, ddb, C);
+	gcheck_close(nm("%s dbeta", what), got, db, C, SUM_TOL(M));
+}
+
 /* Forward (out, saved mean/invstd, running statistics) and backward (din,
  * dgamma, dbeta) of batch norm on (N,C,HW), M = N*HW rows, against the
  * reference. Inputs are offset by shift (2; 30 in the fp32 cases that hold
@@ -480,13 +495,9 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training,
 	float *rmean = (float *)gcheck_put(g, mean, C, MFR_F32), *rinv = (float *)gcheck_put(g, invstd, C, MFR_F32);
 	mfr_bn_backward_cuda(ddin, ddg, ddb, ddy, dx, dgam, rmean, rinv, (int)M, C, training, 1, t, g);
 	mfr_batchnorm_backward_ref(din, dg, db, dy, x, gamma, mean, invstd, N, C, HW, training);
-	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
-	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d din", tn, mode, N, C, HW), got, din, cnt,
-		     store_tol(t, 1e-5));
-	get32(g, got, ddg, C);
-	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d dgamma", tn, mode, N, C, HW), got, dg, C, SUM_TOL(M));
-	get32(g, got, ddb, C);
-	gcheck_close(nm("bn_backward %s %s N=%d C=%d HW=%d dbeta", tn, mode, N, C, HW), got, db, C, SUM_TOL(M));
+	char what[96];
+	snprintf(what, sizeof what, "bn_backward %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW);
+	check_bn_grads(g, what, t, N, C, HW, got, ddin, din, ddg, dg, ddb, db);
 	/* acc = 0: din assigned */
 	float *din0 = falloc(cnt), *junk = falloc(2 * (size_t)C);
 	void *dnan = gcheck_nan(g, cnt, t);
@@ -561,13 +572,9 @@ static void test_bn_fused(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int tra
 	mfr_bn_prelu_backward_cuda(ddin, ddg, ddb, dds, ddz, dx, &rbn, dsl, (int)M, C, training, 1, t, g);
 	mfr_prelu_backward_ref(dy, ds, dzv, y, slope, N, C, HW);
 	mfr_batchnorm_backward_ref(din, dg, db, dy, x, gamma, mean, invstd, N, C, HW, training);
-	gcheck_get_nchw(g, got, ddin, N, C, HW, t);
-	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d din", tn, mode, N, C, HW), got, din, cnt,
-		     store_tol(t, 1e-5));
-	get32(g, got, ddg, C);
-	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dgamma", tn, mode, N, C, HW), got, dg, C, SUM_TOL(M));
-	get32(g, got, ddb, C);
-	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dbeta", tn, mode, N, C, HW), got, db, C, SUM_TOL(M));
+	char what[96];
+	snprintf(what, sizeof what, "bn_prelu_backward %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW);
+	check_bn_grads(g, what, t, N, C, HW, got, ddin, din, ddg, dg, ddb, db);
 	get32(g, got, dds, C);
 	gcheck_close(nm("bn_prelu_backward %s %s N=%d C=%d HW=%d dslope", tn, mode, N, C, HW), got, ds, C, SUM_TOL(M));
 	float *din0 = falloc(cnt), *junk = falloc(3 * (size_t)C);
