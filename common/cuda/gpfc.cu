@@ -6,15 +6,18 @@
  *   norm_rows_k   features -> fn, fnorm; sampled weight rows -> wn, wnorm
  *   GEMM          z (n x S) = fn wn^T: cosines
  *   target_k      per row, the margin on its target column (double)
- *   rowmax_k      row maxima of the logits and of the cosines -> all-reduce
- *   exp_k         z = exp(logit - max), row sums -> all-reduce
+ *   colmax_k      row maxima of the logits and of the cosines -> all-reduce
+ *   expsum_k      row sums of exp(logit - max) -> all-reduce
  *   rowloss_k     per row -log p(target), target cosine the largest
- *   grad_k        z = dLoss/dcos in place
+ *   grad_k        z = dLoss/dcos in place (the exponentials recomputed)
  *   GEMMs         dfn = z wn, grad = z^T fn; dfn -> all-reduce
  *   normb_k       both gradients back through the normalisations
  * Row-wise kernels take one block per row (block_sum / block_max of
  * gpu_impl.h) in a grid-stride loop over rows; element-wise ones are
- * grid-stride loops over elements. The GEMMs and the softmax over the
+ * grid-stride loops over elements. The three passes over the logits take
+ * a block per (row, chunk of SM_COLS columns), so a few rows of millions of
+ * columns still fill the device; the chunks' maxima and sums (double) are
+ * combined per row in chunk order (deterministic). The GEMMs and the softmax over the
  * n x S logits are float32 (the row sums carried in double, stored as
  * float32). In double, as pfc.c, where the work is only
  * per row or per weight: the normalisations and their backward ((n + S) x
@@ -37,10 +40,12 @@
 #define NORM_EPS 1e-12 /* pfc.c's floor under a norm */
 #define PI_D 3.14159265358979323846
 #define ROWS_GRID_MAX 65535 /* blocks of a row-wise kernel; more rows loop */
+#define SM_COLS 4096        /* columns of a block of the softmax passes (16 a thread) */
+static size_t chunks_of(int64_t cols) { return cols > SM_COLS ? (size_t)((cols + SM_COLS - 1) / SM_COLS) : 1; }
 
 /* The device buffers, each one mfr_gpu_alloc, in this order. */
 enum { B_W, B_MOM, B_COL, B_SAMPLED, B_WN, B_GRAD, B_WNORM, B_Z, B_FN, B_DFN, B_FNORM, B_TCOL, B_RED, B_SUM,
-       B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, B_POS, B_LAB, B_SEL, B_OFF, NBUF };
+       B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, B_POS, B_LAB, B_SEL, B_OFF, B_PART, NBUF };
 
 /* The sampler (see sample below): 256-way radix selection, tiles of
  * SCAN_THREADS x SCAN_ITEMS classes for the compaction. */
@@ -69,7 +74,7 @@ struct mfr_gpfc {
 	int64_t *sampled;   /* cap: the last sample's local indices, ascending */
 	float *wn, *grad;   /* cap x d: normalised sampled rows; dLoss/d(sampled rows) */
 	float *wnorm;       /* cap: their norms */
-	float *z;           /* max_batch x cap: cosines, exponentials, then dLoss/dcos */
+	float *z;           /* max_batch x cap: cosines, then dLoss/dcos */
 	float *fn, *dfn;    /* max_batch x d: normalised features; their gradient */
 	float *fnorm;       /* max_batch */
 	int32_t *tcol;      /* max_batch: target column on this rank, or -1 */
@@ -83,6 +88,7 @@ struct mfr_gpfc {
 	float *tdt, *tcos;  /* max_batch: d margin / d cos, the target's raw cosine */
 	double *rowl;       /* 2 x max_batch: [0, n) row loss, [n, 2n) row hit */
 	double *tot;        /* 2: loss and hits summed over rows */
+	double *part;       /* 2 x max_batch x chunks_of(cap): per row and chunk the maxima, then the sum */
 	/* host */
 	int64_t nsamp;
 	int64_t *hlab;      /* 2 x max_batch, page-locked: what goes to lab */
@@ -124,6 +130,7 @@ static void layout(int64_t nl, int64_t cap, int d, int B, size_t bytes[NBUF])
 	bytes[B_LAB] = 2 * R * sizeof(int64_t);
 	bytes[B_SEL] = sizeof(sel_state);
 	bytes[B_OFF] = 2 * (size_t)tiles_of(nl) * sizeof(long long);
+	bytes[B_PART] = 2 * R * chunks_of(cap) * sizeof(double);
 }
 
 /* ---- kernels ---- */
@@ -436,65 +443,102 @@ __global__ static void target_k(double *tlog, float *tdt, float *tcos, const flo
 	}
 }
 
-/* Per row: red[i] = max logit (s * cos, the target's margin logit),
- * red[n + i] = max cosine; -inf over no columns. One block per row. */
-__global__ static void rowmax_k(float *red, const float *z, const int32_t *tcol, const double *tlog, int n, size_t S,
+/* The softmax passes' blocks: x a chunk of SM_COLS columns, y rows (a
+ * grid-stride loop past ROWS_GRID_MAX). */
+#define CHUNK_ROWS(i, j0, j1, n, S)                                                                    \
+	for (size_t i = blockIdx.y, j0 = (size_t)blockIdx.x * SM_COLS,                                   \
+		    j1 = j0 + SM_COLS < (S) ? j0 + SM_COLS : (S);                                           \
+	     i < (size_t)(n); i += gridDim.y)
+
+/* The logit of column j of row i: s * cos, or the target's margin logit. */
+__device__ static inline float logit_of(float s, float c, size_t j, int64_t tc, double tl)
+{
+	return (int64_t)j == tc ? (float)tl : s * c;
+}
+
+/* The exponential of column j relative to zmax: for an ordinary column one
+ * fma (s * cos is exact in it, so the columns near the maximum lose nothing
+ * to rounding); the target's in double from its double logit. */
+__device__ static inline float exp_of(float s, float c, size_t j, int64_t tc, double tl, float zmax)
+{
+	return (int64_t)j == tc ? (float)exp(tl - (double)zmax) : expf(fmaf(s, c, -zmax));
+}
+
+/* Per row i and chunk k: the largest logit and cosine of the chunk to
+ * part[(i nch + k) 2 + 0, 1]; -inf over no columns. */
+__global__ static void colmax_k(double *part, const float *z, const int32_t *tcol, const double *tlog, int n, size_t S,
 				float s)
 {
 	__shared__ float sh[32];
-	for (size_t i = blockIdx.x; i < (size_t)n; i += gridDim.x) {
+	CHUNK_ROWS(i, j0, j1, n, S) {
 		const float *zi = z + i * S;
 		int64_t tc = tcol[i];
 		float mz = -INFINITY, mc = -INFINITY;
-		for (size_t j = threadIdx.x; j < S; j += blockDim.x) {
+		for (size_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
 			float cj = zi[j];
 			mc = fmaxf(mc, cj);
-			mz = fmaxf(mz, (int64_t)j == tc ? (float)tlog[i] : s * cj);
+			mz = fmaxf(mz, logit_of(s, cj, j, tc, tlog[i]));
 		}
 		mz = block_max(mz, sh);
 		mc = block_max(mc, sh);
 		if (threadIdx.x == 0) {
-			red[i] = mz;
-			red[(size_t)n + i] = mc;
+			size_t o = (i * gridDim.x + blockIdx.x) * 2;
+			part[o] = mz;
+			part[o + 1] = mc;
 		}
 	}
 }
 
-/* Per row: z = exp(logit - max) in place (float32), sum[i] = their sum.
- * The exponent of an ordinary column is one fma (s * cos is exact in it,
- * so the columns near the maximum lose nothing to rounding); the target's
- * is taken in double from its double logit. The sum is carried in double
- * (pfc.c's too): a thread adds S / blockDim.x terms in a row, thousands at
- * a million columns, which float32 would round at each step. One block per
- * row. */
-__global__ static void exp_k(float *z, float *sum, const float *red, const int32_t *tcol, const double *tlog, int n,
-			     size_t S, float s)
+/* Per row: red[i] = max logit, red[n + i] = max cosine over its nch chunks. */
+__global__ static void rowmax_k(float *red, const double *part, int n, int nch)
+{
+	MFR_FOR(i, (size_t)n) {
+		float mz = -INFINITY, mc = -INFINITY;
+		for (int k = 0; k < nch; k++) {
+			mz = fmaxf(mz, (float)part[(i * nch + k) * 2]);
+			mc = fmaxf(mc, (float)part[(i * nch + k) * 2 + 1]);
+		}
+		red[i] = mz;
+		red[(size_t)n + i] = mc;
+	}
+}
+
+/* Per row i and chunk k: the sum of the chunk's exponentials (exp_of) to
+ * part[i nch + k], in double (pfc.c's too: at a million columns float
+ * would round at every step). */
+__global__ static void expsum_k(double *part, const float *z, const float *red, const int32_t *tcol,
+				const double *tlog, int n, size_t S, float s)
 {
 	__shared__ double sh[32];
-	for (size_t i = blockIdx.x; i < (size_t)n; i += gridDim.x) {
-		float *zi = z + i * S;
+	CHUNK_ROWS(i, j0, j1, n, S) {
+		const float *zi = z + i * S;
 		int64_t tc = tcol[i];
 		float zmax = red[i];
-		double part = 0;
-		for (size_t j = threadIdx.x; j < S; j += blockDim.x) {
-			float ex = (int64_t)j == tc ? (float)exp(tlog[i] - (double)zmax) : expf(fmaf(s, zi[j], -zmax));
-			zi[j] = ex;
-			part += ex;
-		}
-		part = block_sum_d(part, sh);
+		double sum = 0;
+		for (size_t j = j0 + threadIdx.x; j < j1; j += blockDim.x)
+			sum += exp_of(s, zi[j], j, tc, tlog[i], zmax);
+		sum = block_sum_d(sum, sh);
 		if (threadIdx.x == 0)
-			sum[i] = (float)part;
+			part[i * gridDim.x + blockIdx.x] = sum;
 	}
 }
 
-/* Per row owned here: rowl[i] = -log p(target), p = the target's float
- * exponential over the row sum, floored at 1e-300: pfc.c's loss, including
- * its flaw that a target more than ~103 below the row's largest logit
- * (float exp underflows) counts -log(1e-300) = 690.8; rowl[n + i] = 1 when
- * the target's cosine is the row's largest. 0 and 0 for rows owned
- * elsewhere. Reads z's exponentials: before grad_k. */
-__global__ static void rowloss_k(double *rowl, const float *z, const float *sum, const float *red,
-				 const int32_t *tcol, const float *tcos, const double *tlog, int n, size_t S)
+/* Per row: sum[i] = its chunks' sums, added in chunk order. */
+__global__ static void rowsum_k(float *sum, const double *part, int n, int nch)
+{
+	MFR_FOR(i, (size_t)n) {
+		double t = 0;
+		for (int k = 0; k < nch; k++)
+			t += part[i * nch + k];
+		sum[i] = (float)t;
+	}
+}
+
+/* Per row owned here: rowl[i] = -log p(target) = log(sum) - (logit -
+ * max), pfc.c's loss; rowl[n + i] = 1 when the target's cosine is the
+ * row's largest. 0 and 0 for rows owned elsewhere. */
+__global__ static void rowloss_k(double *rowl, const float *sum, const float *red, const int32_t *tcol,
+				 const float *tcos, const double *tlog, int n)
 {
 	MFR_FOR(i, (size_t)n) {
 		int tc = tcol[i];
@@ -511,14 +555,17 @@ __global__ static void rowloss_k(double *rowl, const float *z, const float *sum,
 }
 
 /* z = dLoss/dcos in place: scale * (p - [target]) * (d margin/d cos on the
- * target), scale = s / n. */
-__global__ static void grad_k(float *z, const float *sum, const int32_t *tcol, const float *tdt, int n, size_t S,
-			      float scale)
+ * target), scale = s / n, p = exp_of / sum (the exponential as expsum_k). */
+__global__ static void grad_k(float *z, const float *sum, const float *red, const int32_t *tcol, const double *tlog,
+			      const float *tdt, int n, size_t S, float s, float scale)
 {
-	MFR_FOR(x, (size_t)n * S) {
-		size_t i = x / S, j = x % S;
-		float pj = z[x] / sum[i];
-		z[x] = scale * ((int64_t)j == (int64_t)tcol[i] ? (pj - 1.f) * tdt[i] : pj);
+	CHUNK_ROWS(i, j0, j1, n, S) {
+		float *zi = z + i * S, zmax = red[i], si = sum[i];
+		int64_t tc = tcol[i];
+		for (size_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+			float pj = exp_of(s, zi[j], j, tc, tlog[i], zmax) / si;
+			zi[j] = scale * ((int64_t)j == tc ? (pj - 1.f) * tdt[i] : pj);
+		}
 	}
 }
 
@@ -713,6 +760,7 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	p->lab = (int64_t *)p->buf[B_LAB];
 	p->sel = (sel_state *)p->buf[B_SEL];
 	p->off = (long long *)p->buf[B_OFF];
+	p->part = (double *)p->buf[B_PART];
 	if (!(p->hlab = (int64_t *)mfr_gpu_host_alloc(g, 2 * (size_t)max_batch * sizeof *p->hlab, e)) ||
 	    !(p->htot = (double *)mfr_gpu_host_alloc(g, 2 * sizeof *p->htot, e)))
 		goto fail;
@@ -901,26 +949,29 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 	target_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->tlog, p->tdt, p->tcos, p->z, p->tcol, n,
 									       Sz, m->s, m->m1, m->m2, m->m3);
 	mfr_gpu_launched(g, "gpfc target");
-	rowmax_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->red, p->z, p->tcol, p->tlog, n, Sz, s);
+	dim3 chunks((unsigned)chunks_of(S), rows_grid((size_t)n));
+	colmax_k<<<chunks, MFR_THREADS, 0, st>>>(p->part, p->z, p->tcol, p->tlog, n, Sz, s);
+	rowmax_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->red, p->part, n, (int)chunks.x);
 	mfr_gpu_launched(g, "gpfc rowmax");
 	if (mfr_gpu_check(g, "gpfc forward", e) < 0 || allreduce_max(p, c, p->red, (size_t)2 * n, e) < 0)
 		return -1;
 
-	/* exponentials and their sums over all ranks */
-	exp_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->z, p->sum, p->red, p->tcol, p->tlog, n, Sz, s);
+	/* the sums of the exponentials over all ranks */
+	expsum_k<<<chunks, MFR_THREADS, 0, st>>>(p->part, p->z, p->red, p->tcol, p->tlog, n, Sz, s);
+	rowsum_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->sum, p->part, n, (int)chunks.x);
 	mfr_gpu_launched(g, "gpfc exp");
 	if (mfr_gpu_check(g, "gpfc softmax", e) < 0 || allreduce_sum(p, c, p->sum, (size_t)n, MFR_F32, e) < 0)
 		return -1;
 
 	/* loss and accuracy, then the gradient in the cosines in place of z */
-	rowloss_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->rowl, p->z, p->sum, p->red, p->tcol,
-										p->tcos, p->tlog, n, Sz);
+	rowloss_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->rowl, p->sum, p->red, p->tcol, p->tcos,
+										p->tlog, n);
 	mfr_gpu_launched(g, "gpfc rowloss");
 	tot_k<<<1, MFR_THREADS, 0, st>>>(p->tot, p->rowl, n);
 	mfr_gpu_launched(g, "gpfc tot");
 	if (S > 0) {
-		grad_k<<<mfr_grid(g, (size_t)n * Sz, MFR_THREADS), MFR_THREADS, 0, st>>>(p->z, p->sum, p->tcol, p->tdt, n,
-											 Sz, (float)(m->s / n));
+		grad_k<<<chunks, MFR_THREADS, 0, st>>>(p->z, p->sum, p->red, p->tcol, p->tlog, p->tdt, n, Sz, s,
+						       (float)(m->s / n));
 		mfr_gpu_launched(g, "gpfc grad");
 	}
 	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || allreduce_sum(p, c, p->tot, 2, MFR_F64, e) < 0 ||

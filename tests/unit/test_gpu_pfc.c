@@ -5,7 +5,8 @@
  * both ranks may share one GPU) every rank holds its shard of both
  * classifiers, so the all-reduces and their host staging run too.
  * For every shape n x C x d in {7, 64} x {50, 1000} x {8, 64}, rate 1 and
- * 0.3, CosFace and ArcFace at s = 64 (and one combined margin):
+ * 0.3, CosFace and ArcFace at s = 64 (and one combined margin; and 10007
+ * classes, more columns than one block of the softmax passes takes):
  *  - init draws the CPU's matrix (and zeroes momentum);
  *  - sample picks the same classes (and, on shards of up to 100k classes
  *    over 1-4 ranks at rates from 1e-4 to 1, the sampler alone does);
@@ -435,6 +436,9 @@ static void run_all(mfr_gpu *g)
 					check_step(g, ns[a], cs[b], ds[c], rates[r], arcface, "arcface", seed++);
 				}
 	check_step(g, 33, 200, 17, 0.5, combined, "combined", seed++);
+	/* more columns than one block of the softmax passes takes (4096): chunks, the last one partial */
+	check_step(g, 5, 10007, 16, 1.0, arcface, "arcface", seed++);
+	check_step(g, 9, 10007, 16, 0.7, cosface, "cosface", seed++);
 }
 
 #endif /* MFR_HAVE_CUDA */
