@@ -12,9 +12,8 @@
  *   grad_k        z = dLoss/dcos in place (the exponentials recomputed)
  *   GEMMs         dfn = z wn, grad = z^T fn; dfn -> all-reduce
  *   normb_k       both gradients back through the normalisations
- * Row-wise kernels take one block per row (block_sum / block_max of
- * gpu_impl.h) in a grid-stride loop over rows; element-wise ones are
- * grid-stride loops over elements. The three passes over the logits take
+ * The normalisations take a warp per row, in a grid-stride loop over rows;
+ * element-wise kernels are grid-stride loops over elements. The three passes over the logits take
  * a block per (row, chunk of SM_COLS columns), so a few rows of millions of
  * columns still fill the device; the chunks' maxima and sums (double) are
  * combined per row in chunk order (deterministic). The GEMMs and the softmax over the
@@ -381,26 +380,46 @@ __device__ static inline double block_sum_d(double v, double *sh)
 	return v;
 }
 
+/* The sum of v over the warp, every lane gets it. */
+__device__ static inline double warp_sum_d(double v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+/* A warp per row r of rows (blocks a multiple of 32 threads: the loop is
+ * the same for the warp's lanes); warp_rows_grid's blocks of MFR_THREADS. */
+#define WARP_ROWS(r, rows) \
+	for (size_t r = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < (rows); \
+	     r += ((size_t)gridDim.x * blockDim.x) >> 5)
+static unsigned warp_rows_grid(size_t rows)
+{
+	size_t b = (rows * 32 + MFR_THREADS - 1) / MFR_THREADS;
+	return (unsigned)(b < 1 ? 1 : b < ROWS_GRID_MAX ? b : ROWS_GRID_MAX);
+}
+
 /* Row r of y (rows x d) = row idx[r] of x (idx NULL: row r) over its L2
  * norm, the norm (floored at NORM_EPS) into nrm[r]: pfc.c's normalize_rows
  * in its own double arithmetic (the squares of floats are exact in double),
- * so the unit rows match the CPU's to the last bit but for ties. One block
- * per row; d values per row are few next to the GEMM's work. */
+ * so the unit rows match the CPU's to the last bit but for ties. A warp
+ * per row (WARP_ROWS): millions of sampled rows of 512 values each keep
+ * the device busy without a block's synchronisations per row. */
 __global__ static void norm_rows_k(float *y, float *nrm, const float *x, const int64_t *idx, size_t rows, int d)
 {
-	__shared__ double sh[32];
-	for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
+	int lane = threadIdx.x & 31;
+	WARP_ROWS(r, rows) {
 		const float *xr = x + (size_t)(idx ? idx[r] : (int64_t)r) * (size_t)d;
 		double s = 0;
-		for (int k = threadIdx.x; k < d; k += blockDim.x)
+		for (int k = lane; k < d; k += 32)
 			s += (double)xr[k] * (double)xr[k];
-		s = block_sum_d(s, sh);
+		s = warp_sum_d(s);
 		double nr = sqrt(s);
 		if (nr < NORM_EPS)
 			nr = NORM_EPS;
-		for (int k = threadIdx.x; k < d; k += blockDim.x)
+		for (int k = lane; k < d; k += 32)
 			y[r * (size_t)d + k] = (float)((double)xr[k] / nr);
-		if (threadIdx.x == 0)
+		if (lane == 0)
 			nrm[r] = (float)nr;
 	}
 }
@@ -596,20 +615,20 @@ __global__ static void tot_k(double *tot, const double *rowl, int n)
 }
 
 /* Back through y = x / |x| per row: dx = (dy - y (y . dy)) / |x|, in double
- * as pfc.c's normalize_backward. dx may be dy (each thread rewrites only
- * the elements it read, after the block's dot product is complete). One
- * block per row. */
+ * as pfc.c's normalize_backward. dx may be dy (each lane rewrites only the
+ * elements it read, after its warp's dot product is complete). A warp per
+ * row. */
 __global__ static void normb_k(float *dx, const float *dy, const float *y, const float *nrm, size_t rows, int d)
 {
-	__shared__ double sh[32];
-	for (size_t r = blockIdx.x; r < rows; r += gridDim.x) {
+	int lane = threadIdx.x & 31;
+	WARP_ROWS(r, rows) {
 		size_t o = r * (size_t)d;
 		double dot = 0;
-		for (int k = threadIdx.x; k < d; k += blockDim.x)
+		for (int k = lane; k < d; k += 32)
 			dot += (double)y[o + k] * (double)dy[o + k];
-		dot = block_sum_d(dot, sh);
+		dot = warp_sum_d(dot);
 		double nr = nrm[r];
-		for (int k = threadIdx.x; k < d; k += blockDim.x)
+		for (int k = lane; k < d; k += 32)
 			dx[o + k] = (float)(((double)dy[o + k] - (double)y[o + k] * dot) / nr);
 	}
 }
@@ -936,10 +955,10 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 		fill_i32_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->tcol, -1, (size_t)n);
 
 	/* normalised features and sampled rows; cosines */
-	norm_rows_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->fn, p->fnorm, feat, NULL, (size_t)n, d);
+	norm_rows_k<<<warp_rows_grid((size_t)n), MFR_THREADS, 0, st>>>(p->fn, p->fnorm, feat, NULL, (size_t)n, d);
 	mfr_gpu_launched(g, "gpfc norm features");
 	if (S > 0) {
-		norm_rows_k<<<rows_grid(Sz), MFR_THREADS, 0, st>>>(p->wn, p->wnorm, p->w, p->sampled, Sz, d);
+		norm_rows_k<<<warp_rows_grid(Sz), MFR_THREADS, 0, st>>>(p->wn, p->wnorm, p->w, p->sampled, Sz, d);
 		mfr_gpu_launched(g, "gpfc norm rows");
 		if (mfr_gemm_cuda(0, 1, n, (int)S, d, 1.f, p->fn, d, p->wn, d, 0.f, p->z, (int)S, MFR_F32, MFR_F32, g, e) < 0)
 			return -1;
@@ -993,10 +1012,10 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 		return -1;
 	if (allreduce_sum(p, c, p->dfn, (size_t)n * d, MFR_F32, e) < 0)
 		return -1;
-	normb_k<<<rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, p->fnorm, (size_t)n, d);
+	normb_k<<<warp_rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, p->fnorm, (size_t)n, d);
 	mfr_gpu_launched(g, "gpfc feature gradient");
 	if (S > 0) {
-		normb_k<<<rows_grid(Sz), MFR_THREADS, 0, st>>>(p->grad, p->grad, p->wn, p->wnorm, Sz, d);
+		normb_k<<<warp_rows_grid(Sz), MFR_THREADS, 0, st>>>(p->grad, p->grad, p->wn, p->wnorm, Sz, d);
 		mfr_gpu_launched(g, "gpfc row gradient");
 	}
 	return mfr_gpu_check(g, "gpfc backward", e);
