@@ -648,24 +648,24 @@ __device__ static inline void sgd_el(float *w, float *v, size_t i, double g, dou
 __global__ static void sgd_sparse_k(float *w, float *v, const float *grad, const int64_t *sampled, size_t S, int d,
 				    double lr, double mu, double wd)
 {
-	MFR_FOR(x, S * (size_t)d) {
-		size_t k = x / (size_t)d, t = x % (size_t)d;
-		sgd_el(w, v, (size_t)sampled[k] * (size_t)d + t, (double)grad[x], lr, mu, wd);
+	int lane = threadIdx.x & 31;
+	WARP_ROWS(k, S) {
+		size_t wo = (size_t)sampled[k] * (size_t)d, go = k * (size_t)d;
+		for (int t = lane; t < d; t += 32)
+			sgd_el(w, v, wo + t, (double)grad[go + t], lr, mu, wd);
 	}
 }
-
-/* Dense step: every row of the shard; col says which are sampled. */
 __global__ static void sgd_dense_k(float *w, float *v, const float *grad, const int32_t *col, size_t nl, int d,
 				   double lr, double mu, double wd)
 {
-	MFR_FOR(x, nl * (size_t)d) {
-		size_t j = x / (size_t)d, t = x % (size_t)d;
+	int lane = threadIdx.x & 31;
+	WARP_ROWS(j, nl) {
 		int32_t k = col[j];
-		sgd_el(w, v, x, k >= 0 ? (double)grad[(size_t)k * (size_t)d + t] : 0.0, lr, mu, wd);
+		size_t wo = j * (size_t)d, go = (size_t)(k >= 0 ? k : 0) * (size_t)d;
+		for (int t = lane; t < d; t += 32)
+			sgd_el(w, v, wo + t, k >= 0 ? (double)grad[go + t] : 0.0, lr, mu, wd);
 	}
 }
-
-/* col[sampled[k]] = k (set) or -1 (clear) for the S sampled rows. */
 __global__ static void setcol_k(int32_t *col, const int64_t *sampled, size_t S, int set)
 {
 	MFR_FOR(k, S)
@@ -1036,11 +1036,11 @@ void mfr_gpfc_step(mfr_gpfc *p, double lr, double mu, double wd, int sparse)
 {
 	mfr_gpu *g = p->g;
 	cudaStream_t st = g->stream;
-	size_t S = (size_t)p->nsamp, d = (size_t)p->d, nl = (size_t)p->nl;
+	size_t S = (size_t)p->nsamp, nl = (size_t)p->nl;
 	if (sparse) {
 		if (S > 0) {
-			sgd_sparse_k<<<mfr_grid(g, S * d, MFR_THREADS), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->sampled,
-											      S, p->d, lr, mu, wd);
+			sgd_sparse_k<<<warp_rows_grid(S), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->sampled, S, p->d, lr,
+										 mu, wd);
 			mfr_gpu_launched(g, "gpfc sparse step");
 		}
 		return;
@@ -1049,8 +1049,7 @@ void mfr_gpfc_step(mfr_gpfc *p, double lr, double mu, double wd, int sparse)
 		setcol_k<<<mfr_grid(g, S, MFR_THREADS), MFR_THREADS, 0, st>>>(p->col, p->sampled, S, 1);
 		mfr_gpu_launched(g, "gpfc columns");
 	}
-	sgd_dense_k<<<mfr_grid(g, nl * d, MFR_THREADS), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->col, nl, p->d, lr,
-									       mu, wd);
+	sgd_dense_k<<<warp_rows_grid(nl), MFR_THREADS, 0, st>>>(p->w, p->mom, p->grad, p->col, nl, p->d, lr, mu, wd);
 	mfr_gpu_launched(g, "gpfc dense step");
 	if (S > 0) {
 		setcol_k<<<mfr_grid(g, S, MFR_THREADS), MFR_THREADS, 0, st>>>(p->col, p->sampled, S, 0);
