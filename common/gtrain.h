@@ -58,7 +58,8 @@ void mfr_gtrain_free(mfr_gtrain *t);
 
 /* Device bytes the step holds (backbone, its momentum, classifier shard
  * with momentum and sampled buffers, staging), plus the layers' largest
- * scratch, for batch per rank over k ranks; raw: batches arrive as bytes. */
+ * scratch and, over k > 1 ranks, a reserve for NCCL's buffers (512 MiB),
+ * for batch per rank over k ranks; raw: batches arrive as bytes. */
 double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k, int raw);
 
 /* Hands over the next step's batch on this rank: x (host; raw: batch x H x

@@ -165,7 +165,7 @@ void mfr_train_plan_print(const mfr_train_plan *p, FILE *f, int64_t C, int d, in
 	gib_line(f, "total:", p->total, arch ? NULL : "(classifier only: no --arch)");
 	if (p->gpu_total > 0)
 		gib_line(f, "on a GPU:", p->gpu_total,
-			 "device memory per rank of a GPU run (backbone in --dtype, classifier fp32, workspaces)");
+			 "device memory per rank of a GPU run (backbone in --dtype, classifier fp32, workspaces, NCCL over ranks)");
 }
 
 /* ---- the schedule ---- */

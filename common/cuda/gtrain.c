@@ -19,6 +19,10 @@
  * layers' reductions beside a full cuDNN workspace */
 #define WORKSPACES ((double)MFR_GPU_BLAS_WORKSPACE_MAX + (double)MFR_GPU_CONV_WORKSPACE_MAX + (16 << 20))
 #define BUCKET_BYTES ((size_t)25 << 20)      /* DDP's default gradient bucket */
+/* NCCL's own device buffers between ranks: for each channel and peer, a
+ * 4 MiB buffer (NCCL_BUFFSIZE's default) per protocol; 512 MiB holds 32
+ * channels to a ring's two peers with their LL128 buffers */
+#define NCCL_RESERVE ((double)(512 << 20))
 
 typedef struct {
 	float ss; /* the gradient's sum of squares */
@@ -65,7 +69,7 @@ double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_
 	double G = (double)batch * k;
 	return (double)mfr_gnet_bytes(a, batch, 1, t) + (double)P * 4 /* momentum */ +
 	       (double)mfr_gpfc_bytes(classes, d, rate, (int)G, k) + x * ((raw ? 1 : 4) + mfr_dtype_size(t)) +
-	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + WORKSPACES;
+	       (double)batch * d * (4 + mfr_dtype_size(t)) + 2 * G * d * 4 + WORKSPACES + (k > 1 ? NCCL_RESERVE : 0);
 }
 
 /* Cuts the gradient block into buckets of about c.bucket_bytes at layer
