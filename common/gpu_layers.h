@@ -200,12 +200,17 @@ int mfr_linear_backward_cuda(void *din, float *dw, float *db, const void *dout, 
 
 /* ---- optimizer and loss-scaling helpers on fp32 blocks ----
  * SGD with momentum, PyTorch's form, in one launch on the runs of a
- * parameter block: runs (device memory) holds nruns pairs (offset, length)
- * of disjoint index ranges, longest the largest length; for every index i
- * of a run, with gr = grad[i]*gscale + wd*w[i]: v[i] = mu*v[i] + gr;
- * w[i] -= lr*v[i]. Indices outside the runs (running statistics, frozen
- * tensors) are not touched. (gscale: 1/loss scale, 1/ranks...) */
-void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *runs, int nruns, size_t longest, float lr,
+ * parameter block: nruns disjoint index ranges, given to mfr_sgd_table on
+ * the host as pairs (offset, length), which writes table (3 nruns values:
+ * per run offset, length and its first block, each run cut into blocks of
+ * MFR_SGD_BLOCK indices) and returns the blocks in all; mfr_sgd_cuda takes
+ * that table in device memory and the blocks. For every index i of a run,
+ * with gr = grad[i]*gscale + wd*w[i]: v[i] = mu*v[i] + gr; w[i] -= lr*v[i].
+ * Indices outside the runs (running statistics, frozen tensors) are not
+ * touched. (gscale: 1/loss scale, 1/ranks...) */
+#define MFR_SGD_BLOCK 4096
+size_t mfr_sgd_table(size_t *table, const size_t *runs, int nruns);
+void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *table, int nruns, size_t blocks, float lr,
 		  float mu, float wd, float gscale, mfr_gpu *g);
 /* The sum of squares of x (n values) into *out (a device float, written) and,
  * when flag != NULL, *flag (device int) set to 1 when some x is not finite

@@ -801,11 +801,23 @@ __global__ static void l2norm_backward_kernel(void *din, const void *dout, const
 /* ---- optimizer helpers on fp32 ---- */
 
 /* Run blockIdx.y of runs, its blocks striding over it. */
-__global__ static void sgd_kernel(float *w, float *v, const float *grad, const size_t *runs, float lr, float mu,
-				  float wd, float gscale)
+/* Block b takes MFR_SGD_BLOCK indices of the run whose blocks hold it (a
+ * binary search of the table's first blocks). */
+__global__ static void sgd_kernel(float *w, float *v, const float *grad, const size_t *table, int nruns, float lr,
+				  float mu, float wd, float gscale)
 {
-	size_t off = runs[2 * blockIdx.y], n = runs[2 * blockIdx.y + 1];
-	for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < n; j += (size_t)gridDim.x * blockDim.x) {
+	size_t b = blockIdx.x;
+	int lo = 0, hi = nruns - 1; /* the last run whose first block is <= b */
+	while (lo < hi) {
+		int mid = (lo + hi + 1) / 2;
+		if (table[3 * mid + 2] <= b)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	size_t off = table[3 * lo], n = table[3 * lo + 1], j0 = (b - table[3 * lo + 2]) * MFR_SGD_BLOCK;
+	size_t j1 = j0 + MFR_SGD_BLOCK < n ? j0 + MFR_SGD_BLOCK : n;
+	for (size_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
 		size_t i = off + j;
 		float gr = grad[i] * gscale + wd * w[i];
 		float vi = mu * v[i] + gr;
@@ -1092,18 +1104,25 @@ void mfr_l2norm_backward_cuda(void *din, const void *dout, const void *in, const
 	mfr_gpu_launched(g, "l2norm_backward");
 }
 
-void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *runs, int nruns, size_t longest, float lr,
+size_t mfr_sgd_table(size_t *table, const size_t *runs, int nruns)
+{
+	size_t blocks = 0;
+	for (int r = 0; r < nruns; r++) {
+		table[3 * r] = runs[2 * r];
+		table[3 * r + 1] = runs[2 * r + 1];
+		table[3 * r + 2] = blocks;
+		blocks += (runs[2 * r + 1] + MFR_SGD_BLOCK - 1) / MFR_SGD_BLOCK;
+	}
+	return blocks;
+}
+
+void mfr_sgd_cuda(float *w, float *v, const float *grad, const size_t *table, int nruns, size_t blocks, float lr,
 		  float mu, float wd, float gscale, mfr_gpu *g)
 {
-	if (nruns < 1 || longest == 0)
+	assert(blocks < (size_t)1 << 31); /* gridDim.x: 8e12 parameters */
+	if (nruns < 1 || blocks == 0)
 		return;
-	/* the grid of the longest run for every run: the short ones' extra
-	 * blocks leave at once */
-	unsigned bx = mfr_grid(g, longest, MFR_THREADS), by = (unsigned)nruns;
-	for (unsigned y0 = 0; y0 < by; y0 += 65535) { /* gridDim.y's limit */
-		unsigned ny = by - y0 < 65535 ? by - y0 : 65535;
-		sgd_kernel<<<dim3(bx, ny), MFR_THREADS, 0, g->stream>>>(w, v, grad, runs + 2 * (size_t)y0, lr, mu, wd, gscale);
-	}
+	sgd_kernel<<<(unsigned)blocks, MFR_THREADS, 0, g->stream>>>(w, v, grad, table, nruns, lr, mu, wd, gscale);
 	mfr_gpu_launched(g, "sgd");
 }
 

@@ -633,8 +633,8 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 		case MFR_OP_RELU: mfr_relu_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_ADD: {
-			int b0 = n->bn_into[L->in[0]] == i, b1 = n->bn_into[L->in[1]] == i;
-			if (b0 || b1) { /* two inputs, a fused bn applied to either or both */
+			if (L->n_in == 2) { /* per channel: a fused bn applied to either input or both */
+				int b0 = n->bn_into[L->in[0]] == i, b1 = n->bn_into[L->in[1]] == i;
 				mfr_bn_norm n0 = bn_norm_of(n, L->in[0]), n1 = bn_norm_of(n, L->in[1]);
 				mfr_bn_add_cuda(out, b0 ? ACT(a->layers[L->in[0]].in[0]) : in, b0 ? &n0 : NULL,
 						b1 ? ACT(a->layers[L->in[1]].in[0]) : n->inbuf[1], b1 ? &n1 : NULL,

@@ -50,7 +50,7 @@ struct mfr_gtrain {
 	int32_t *L;          /* host: the global batch's labels */
 	norm_out *red;       /* device: the gradient's sum of squares, and whether a value is not finite */
 	int nruns;           /* learned tensors as runs (offset, length) of the parameter block */
-	size_t *runs, *druns, longest; /* host, device (mfr_sgd_cuda's table) */
+	size_t *runs, *druns, sgd_blocks; /* host: the runs, then mfr_sgd_table's table; device: the table */
 	int nbk, bk_next;    /* gradient all-reduce buckets, in the order backward completes them */
 	size_t *bk_lo, *bk_hi; /* bucket b: [bk_lo, bk_hi) of the gradient block */
 	int *bk_layer;       /* ... complete once backward has passed this layer */
@@ -171,7 +171,7 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	if (mfr_gpu_zero(t->g, t->mom, t->ptotal * 4, e) < 0)
 		goto fail;
 	if (!(t->L = malloc((size_t)t->G * sizeof *t->L)) || !(t->lab = malloc((size_t)c->batch * sizeof *t->lab)) ||
-	    !(t->runs = malloc(2 * ((size_t)a->n_tensors + 1) * sizeof(size_t)))) {
+	    !(t->runs = malloc(5 * ((size_t)a->n_tensors + 1) * sizeof(size_t)))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -190,11 +190,10 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 		}
 		off += cnt;
 	}
-	for (int r = 0; r < t->nruns; r++)
-		if (t->runs[2 * r + 1] > t->longest)
-			t->longest = t->runs[2 * r + 1];
-	if (!(t->druns = mfr_gpu_alloc(t->g, 2 * ((size_t)t->nruns + 1) * sizeof(size_t), e)) ||
-	    mfr_gpu_put(t->g, t->druns, t->runs, 2 * (size_t)t->nruns * sizeof(size_t), e) < 0)
+	size_t *table = t->runs + 2 * ((size_t)a->n_tensors + 1);
+	t->sgd_blocks = mfr_sgd_table(table, t->runs, t->nruns);
+	if (!(t->druns = mfr_gpu_alloc(t->g, 3 * ((size_t)t->nruns + 1) * sizeof(size_t), e)) ||
+	    mfr_gpu_put(t->g, t->druns, table, 3 * (size_t)t->nruns * sizeof(size_t), e) < 0)
 		goto fail;
 	if (mfr_gcomm_overlaps(t->gc) && make_buckets(t, e) < 0)
 		goto fail;
@@ -341,7 +340,7 @@ int mfr_gtrain_step(mfr_gtrain *t, uint64_t fwd_seed, uint64_t pfc_seed, double 
 	if (c->clip > 0 && norm > c->clip)
 		gscale *= c->clip / norm;
 	mfr_gpu_span(g, "sgd backbone");
-	mfr_sgd_cuda(params, t->mom, grads, t->druns, t->nruns, t->longest, (float)lr, (float)c->momentum, (float)c->wd,
+	mfr_sgd_cuda(params, t->mom, grads, t->druns, t->nruns, t->sgd_blocks, (float)lr, (float)c->momentum, (float)c->wd,
 		     (float)gscale, g);
 	mfr_gnet_params_changed(t->net);
 	mfr_gpu_span(g, "sgd classifier");

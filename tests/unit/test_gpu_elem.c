@@ -343,16 +343,17 @@ static void test_sgd(mfr_gpu *g, int gaps)
 	float *w = hrand(n, 1, MFR_F32), *v = hrand(n, 1, MFR_F32), *gr = hrand(n, 1, MFR_F32);
 	float *dw = (float *)gcheck_put(g, w, n, MFR_F32), *dv = (float *)gcheck_put(g, v, n, MFR_F32);
 	float *dg = (float *)gcheck_put(g, gr, n, MFR_F32), *got = falloc(n);
-	size_t runs[8] = {0, n}, longest = n;
+	size_t runs[8] = {0, n}, table[12];
 	int nruns = 1;
-	if (gaps) { /* [0,1), [3,70003), [70010,70011), [70100,n-1) */
+	if (gaps) { /* [0,1), [3,70003), [70010,70011), [70100,n-1): runs of one block, many, one partial */
 		size_t r[8] = {0, 1, 3, 70000, 70010, 1, 70100, n - 70101};
 		memcpy(runs, r, sizeof r);
-		nruns = 4, longest = 70000;
+		nruns = 4;
 	}
-	size_t *druns = (size_t *)gcheck_alloc(g, sizeof runs);
-	put_raw(g, druns, runs, sizeof runs);
-	mfr_sgd_cuda(dw, dv, dg, druns, nruns, longest, lr, mu, wd, gscale, g);
+	size_t blocks = mfr_sgd_table(table, runs, nruns);
+	size_t *druns = (size_t *)gcheck_alloc(g, sizeof table);
+	put_raw(g, druns, table, sizeof table);
+	mfr_sgd_cuda(dw, dv, dg, druns, nruns, blocks, lr, mu, wd, gscale, g);
 	for (int r = 0; r < nruns; r++)
 		for (size_t i = runs[2 * r]; i < runs[2 * r] + runs[2 * r + 1]; i++) {
 			float gi = gr[i] * gscale + wd * w[i];
