@@ -498,7 +498,11 @@ static int pick(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, cand
 	return 0;
 }
 
-static void plan_log(const conv_key *k, int dir, const conv_plan *p, int listed)
+/* One line on stderr for a plan made (MFR_CONV_LOG): shape, type,
+ * direction, the algorithm, math and workspace; with a timed search, its
+ * time and, when another algorithm measured faster (refused: workspace,
+ * determinism, conversion), that one's time and workspace. */
+static void plan_log(const conv_key *k, int dir, const conv_plan *p, const cand *c, int listed)
 {
 	static const char *const dirs[3] = {"forward", "backward data", "backward filter"};
 	static const char *const maths[4] = {"default", "tensor-op", "tensor-op+conversion", "fma"};
@@ -506,11 +510,26 @@ static void plan_log(const conv_key *k, int dir, const conv_plan *p, int listed)
 	fprintf(stderr, "# conv plan: dev %d %s%s%s n%d %dx%dx%d -> %d k%dx%d s%dx%d p%dx%d g%d %s: ", k->dev,
 		mfr_dtype_name((mfr_dtype)k->t), k->tf32 ? " tf32" : "", k->det ? " deterministic" : "", k->n, k->ci,
 		k->h, k->w, k->co, k->kh, k->kw, k->sh, k->sw, k->ph, k->pw, k->groups, dirs[dir]);
-	if (p->direct)
+	if (p->direct) {
 		fprintf(stderr, "direct kernels (cuDNN listed %d, none usable)\n", listed);
-	else
-		fprintf(stderr, "cuDNN algo %d, math %s, workspace %zu bytes\n", p->algo,
-			mi >= 0 && mi < 4 ? maths[mi] : "?", p->ws);
+		return;
+	}
+	fprintf(stderr, "cuDNN algo %d, math %s, workspace %zu bytes", p->algo, mi >= 0 && mi < 4 ? maths[mi] : "?",
+		p->ws);
+	int mine = -1, best = -1;
+	for (int i = 0; i < listed; i++)
+		if (c[i].status == CUDNN_STATUS_SUCCESS && c[i].time > 0) {
+			if (mine < 0 && c[i].algo == p->algo)
+				mine = i;
+			if (best < 0 || c[i].time < c[best].time)
+				best = i;
+		}
+	if (mine >= 0)
+		fprintf(stderr, ", %.3f ms", c[mine].time);
+	if (best >= 0 && c[best].algo != p->algo)
+		fprintf(stderr, "; faster, not taken: algo %d, %.3f ms, workspace %zu bytes", c[best].algo, c[best].time,
+			c[best].memory);
+	fputc('\n', stderr);
 }
 
 /* The plan for dir: from the cache, or measured now (once per key). */
@@ -538,7 +557,7 @@ static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, 
 	p->found = 1;
 	plan_put(k, dir, p);
 	if (env_on("MFR_CONV_LOG"))
-		plan_log(k, dir, p, n);
+		plan_log(k, dir, p, c, n);
 	return 0;
 }
 

@@ -159,7 +159,7 @@ if [ "$STAGE" != tests ]; then
 		grep '^# conv plan' "$TMP/plans.err" >>"$OUT/profile.txt"
 		grep -v '^# conv plan' "$TMP/plans.err" >>"$TMP/bench.err"
 		row "r50 b128 fp16 conv plans (fwd, bwd data, bwd filter)" \
-			"$(grep -c 'cuDNN algo' "$TMP/plans.err") on cuDNN, $(grep -c 'direct kernels' "$TMP/plans.err") on direct kernels"
+			"$(grep -c 'cuDNN algo' "$TMP/plans.err") on cuDNN, $(grep -c 'direct kernels' "$TMP/plans.err") on direct kernels, $(grep -c 'faster, not taken' "$TMP/plans.err") with a faster one refused"
 		arch_file r50
 		[ "$(left)" -ge 60 ] && timeout 50 $PY tests/gpu/torch_ref.py --arch "$TMP/r50.arch" --batch 128 --dtype fp16 \
 			--classes 100000 --sample-rate 1 --fc-momentum sparse --dropout 0 --steps 10 --warmup 5 --profile \
