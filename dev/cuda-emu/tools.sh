@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tools.sh — the tools (tools/mfr-*.c) and the test fixture tools
-# (tests/tools/*.c) linked against cuda-emu's library, then the GPU tool
+# tools.sh — the tools (tools/mfr-*.c), the test fixture tools
+# (tests/tools/*.c) and the GPU benchmarks (tests/bench/bench_gpu_*.c, into
+# build/emu/bench) linked against cuda-emu's library, then the GPU tool
 # tests (tests/bats/gpu.bats) run with them: mfr-train and mfr-embed's whole
 # GPU paths (device selection, checkpoints through host copies, resume,
 # loss scaling) on the CPU. Run dev/cuda-emu/run.sh first (it builds
@@ -20,11 +21,11 @@ emu-cflags:
 	@echo "$(E_CFLAGS)"
 MK
 )
-mkdir -p "$E/bin" "$E/ttools" "$E/obj/tools" "$E/obj/tests/tools"
+mkdir -p "$E/bin" "$E/ttools" "$E/bench" "$E/obj/tools" "$E/obj/tests/tools" "$E/obj/tests/bench"
 bad=0
-for src in tools/mfr-*.c tests/tools/*.c; do
+for src in tools/mfr-*.c tests/tools/*.c tests/bench/bench_gpu_*.c; do
 	n=$(basename "${src%.c}")
-	case "$src" in tools/*) out="$E/bin/$n" ;; *) out="$E/ttools/$n" ;; esac
+	case "$src" in tools/*) out="$E/bin/$n" ;; tests/bench/*) out="$E/bench/$n" ;; *) out="$E/ttools/$n" ;; esac
 	obj="$E/obj/${src%.c}.o"
 	# shellcheck disable=SC2086
 	if ! gcc $CFL -c "$src" -o "$obj" 2>"$obj.log" || ! g++ -fsanitize=address,undefined "$obj" "$E/libmfr_emu.a" $LIBS -o "$out" 2>>"$obj.log"; then

@@ -12,7 +12,7 @@ D=build/dev
 make -j2 BUILD=$D BIN=$D/bin CUDA=yes CUDA_ARCH=90 DNNL=no MPI=no CFLAGS=-O2 NVCCFLAGS=-O3 \
 	all $D/tests/test_gpu_elem $D/tests/test_gpu_spatial $D/tests/test_gpu_conv $D/tests/test_gpu_attn \
 	$D/tests/test_gpu_net $D/tests/test_gpu_pfc $D/tests/test_gpu_train $D/tests/test_gpu_sim \
-	$D/ttools/gpucount $D/ttools/mkemb $D/ttools/txt2emb $D/bench/bench_gpu_train >/dev/null
+	$D/ttools/gpucount $D/ttools/mkemb $D/ttools/txt2emb $D/bench/bench_gpu_train $D/bench/bench_gpu_elem >/dev/null
 # what travels: the runnables, the missing libraries and bats, in one folder
 P=build/gpu-pkg
 rm -rf $P && mkdir -p $P/lib $P/bats/bin $P/bats/lib $P/bats/libexec

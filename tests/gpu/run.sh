@@ -10,8 +10,9 @@
 #   3. runs the tool tests on the GPU (tests/bats/gpu.bats);
 #   4. benchmarks mfr's training step (bench_gpu_train) against PyTorch's
 #      (tests/gpu/torch_ref.py) on the same GPU, network and loss, and the
-#      loader alone on the machine's cores (mfr-train --loader-only), and
-#      where mfr's step spends its GPU time (bench_gpu_train --profile);
+#      loader alone on the machine's cores (mfr-train --loader-only),
+#      where mfr's step spends its GPU time (bench_gpu_train --profile), and
+#      the per-channel kernels' GB/s against a device copy (bench_gpu_elem);
 # printing each table row as it comes and the whole table last. Under $OUT
 # (what the device tool brings back) at most six files: machine.txt,
 # units.log, gpu.bats.log, bench.log, profile.txt, summary.txt.
@@ -166,6 +167,14 @@ if [ "$STAGE" != tests ]; then
 			>>"$OUT/profile.txt" 2>>"$TMP/bench.err"
 		row "r50 b128 fp16 GPU time, top spans" "$(grep '^# .* calls ' "$OUT/profile.txt" | head -n 4 |
 			sed 's/^# *[0-9.]* ms *\([0-9.]*%\) .* calls  \(.*\)$/\2 \1/' | paste -sd';' - | sed 's/;/; /g')"
+	fi
+	# the per-channel kernels (bn statistics, bn + PReLU, bn + add, their
+	# backward) at r50's shapes against a device copy of the same bytes
+	if [ "${QUICK:-0}" != 1 ] && [ "$(left)" -ge 40 ]; then
+		timeout 30 $P/bench/bench_gpu_elem --batch 128 --dtype fp16 >"$TMP/elem.out" 2>>"$TMP/bench.err"
+		cat "$TMP/elem.out" >>"$OUT/bench.log"
+		row "per-channel kernels / device copy, GB/s (r50 b128 fp16)" \
+			"$(sed -n 's/^elem summary ratio_min=\([0-9.]*\) ratio_median=\([0-9.]*\).*/min \1, median \2/p' "$TMP/elem.out")"
 	fi
 	# the data path alone on this machine's cores: what a step must not wait
 	# for (raw pixels, as a GPU run's loader hands them out)
