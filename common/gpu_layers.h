@@ -43,8 +43,8 @@ typedef struct {
 	const float *gamma, *beta, *mean, *invstd;
 } mfr_bn_norm;
 /* out = y = bn(in) with n's statistics; then, unless slope is NULL,
- * PReLU(y) with slope (C) — a bn whose output only a PReLU reads, as one
- * pass (y is not rounded to t in between). out may not alias in. With out
+ * PReLU(y) with slope (C; zeros: ReLU) — a bn whose output only a PReLU or
+ * ReLU reads, as one pass (y is not rounded to t in between). out may not alias in. With out
  * NULL, mfr_bn_forward_cuda computes only the statistics (training) and
  * running statistics: a consumer applies them (this, mfr_bn_add_cuda). */
 void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const float *slope, int M, int C,
@@ -63,7 +63,8 @@ void mfr_bn_backward_cuda(void *din, float *dgamma, float *dbeta, const void *do
 			  int acc, mfr_dtype t, mfr_gpu *g);
 /* The backward of PReLU(bn(in)) (mfr_bn_apply_cuda with a slope): dout is
  * the PReLU output's gradient; bn's output is recomputed from in, never
- * read. din (M,C) = or += (acc), dgamma, dbeta, dslope (C) +=: the same as
+ * read. din (M,C) = or += (acc), dgamma, dbeta, dslope (C; may be NULL, for
+ * a ReLU's zeros) +=: the same as
  * mfr_prelu_backward_cuda then mfr_bn_backward_cuda, with no rounding of
  * the gradient in between. */
 void mfr_bn_prelu_backward_cuda(void *din, float *dgamma, float *dbeta, float *dslope, const void *dout,

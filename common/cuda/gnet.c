@@ -35,7 +35,8 @@ struct mfr_gnet {
 	float *save;               /* what forward keeps for backward, fp32 */
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
-	int *bn_into;              /* training: bn -> the prelu or add that applies it (plan_fusions), or -1 */
+	int *bn_into;              /* training: bn -> the prelu, relu or add that applies it (plan_fusions), or -1 */
+	float *zeros;              /* training: the widest layer's channels of 0, a fused relu's slope (in save) */
 	float *fold;               /* device: per folded conv its weights (OIHW) then bias, fp32 */
 	size_t *foff;
 	size_t *soff;
@@ -59,6 +60,7 @@ static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
 #define ALIGN(x) (((x) + 255) & ~(size_t)255)
 typedef struct {
 	size_t params, wc, dwc, act, save, mask, fold;
+	size_t zeros, nzeros; /* training: the zeros' offset in save, their count */
 } sizes;
 
 /* A slot for need bytes among nslots (cap, busy): the smallest free one
@@ -94,18 +96,22 @@ static size_t slot_bases(size_t *cap, int nslots)
 	return total;
 }
 
+/* A prelu or a relu: what a bn fuses into as an activation (a relu is a
+ * PReLU of slope 0). */
+static int is_act(mfr_op op) { return op == MFR_OP_PRELU || op == MFR_OP_RELU; }
+
 /* Training fuses a bn (2d or 1d) into the one layer that reads its output
- * (not a net output) when that is a prelu (bn and PReLU as one pass, whose
- * backward recomputes the bn's output) or an add of two inputs (the bn
- * applied as the add reads it): bn_into[i] = that layer, else -1; the bn's
- * output is never stored. */
+ * (not a net output) when that is a prelu or relu (bn and activation as one
+ * pass, whose backward recomputes the bn's output) or an add of two inputs
+ * (the bn applied as the add reads it): bn_into[i] = that layer, else -1;
+ * the bn's output is never stored. */
 static void plan_fusions(const mfr_arch *a, int *bn_into)
 {
 	for (int i = 0; i < a->n_layers; i++)
 		bn_into[i] = -1;
 	for (int j = 0; j < a->n_layers; j++) {
 		const mfr_layer *L = &a->layers[j];
-		if (L->op != MFR_OP_PRELU && !(L->op == MFR_OP_ADD && L->n_in == 2))
+		if (!is_act(L->op) && !(L->op == MFR_OP_ADD && L->n_in == 2))
 			continue;
 		for (int k = 0; k < L->n_in; k++) {
 			mfr_op op = a->layers[L->in[k]].op;
@@ -116,11 +122,11 @@ static void plan_fusions(const mfr_arch *a, int *bn_into)
 }
 
 /* The layer whose gradient layer i's input k receives: the input, or for a
- * prelu applying a bn (plan_fusions), the bn's input. */
+ * prelu or relu applying a bn (plan_fusions), the bn's input. */
 static int grad_input(const mfr_arch *a, const int *bn_into, int i, int k)
 {
 	int j = a->layers[i].in[k];
-	return a->layers[i].op == MFR_OP_PRELU && bn_into[j] == i ? a->layers[j].in[0] : j;
+	return is_act(a->layers[i].op) && bn_into[j] == i ? a->layers[j].in[0] : j;
 }
 
 /* How many of layer L's inputs are j. */
@@ -327,7 +333,13 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 		if (training && L->op == MFR_OP_DROPOUT)
 			z.mask += ALIGN(num * (size_t)N);
 	}
-	if (!training) {
+	if (training) { /* the zeros a fused relu takes as its slope */
+		for (int i = 0; i < a->n_layers; i++)
+			if ((size_t)a->layers[i].shape.c > z.nzeros)
+				z.nzeros = (size_t)a->layers[i].shape.c;
+		z.zeros = z.save;
+		z.save += ALIGN(z.nzeros * 4) / 4;
+	} else {
 		z.act = plan_slots(a, N, es, fold_bn, inplace, aoff);
 		z.fold = fold_len(a, fold_bn, foff);
 	}
@@ -432,6 +444,9 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 			 !(n->dact = mfr_gpu_alloc(g, dact_bytes, e)) || !(n->mask = mfr_gpu_alloc(g, z.mask, e))))
 		goto fail;
 	if (training && mfr_gpu_zero(g, n->grads, z.params * 4, e) < 0)
+		goto fail;
+	n->zeros = n->save + z.zeros;
+	if (training && mfr_gpu_zero(g, n->zeros, z.nzeros * 4, e) < 0)
 		goto fail;
 	return n;
 fail:
@@ -545,6 +560,14 @@ static mfr_bn_norm bn_norm_of(mfr_gnet *n, int i)
 	return (mfr_bn_norm){P(L, 0), P(L, 1), sv, sv + L->in_shape.c};
 }
 
+/* The slope a fused activation j applies (plan_fusions): a prelu's own, a
+ * relu's zeros. */
+static const float *slope_of(mfr_gnet *n, int j)
+{
+	const mfr_layer *L = &n->a->layers[j];
+	return L->op == MFR_OP_PRELU ? P(L, 0) : n->zeros;
+}
+
 /* Profiler span names per op (mfr_gpu_span), in mfr_op's order. */
 _Static_assert(MFR_OP_COUNT == 20 && MFR_OP_SPLAT == 19, "the span tables follow mfr_op");
 static const char *const SPAN_FWD[MFR_OP_COUNT] = {
@@ -557,15 +580,15 @@ static const char *const SPAN_BWD[MFR_OP_COUNT] = {
 	"flatten bwd", "linear bwd", "l2norm bwd", "se bwd", "splat bwd"};
 
 /* Layer i's span in forward (bwd = 0) or backward: its op's, or the fused
- * pair's (plan_fusions); NULL for a prelu whose bn writes its output. */
+ * pair's (plan_fusions); NULL for an activation whose bn writes its output. */
 static const char *span_of(const mfr_gnet *n, int i, int bwd)
 {
 	const mfr_layer *L = &n->a->layers[i];
 	int into = n->bn_into[i];
-	if (L->op == MFR_OP_PRELU && n->bn_into[L->in[0]] == i)
-		return bwd ? "bn+prelu bwd" : NULL;
-	if (!bwd && into >= 0 && n->a->layers[into].op == MFR_OP_PRELU)
-		return "bn+prelu fwd";
+	if (is_act(L->op) && n->bn_into[L->in[0]] == i)
+		return bwd ? (L->op == MFR_OP_PRELU ? "bn+prelu bwd" : "bn+relu bwd") : NULL;
+	if (!bwd && into >= 0 && is_act(n->a->layers[into].op))
+		return n->a->layers[into].op == MFR_OP_PRELU ? "bn+prelu fwd" : "bn+relu fwd";
 	if (!bwd && L->op == MFR_OP_ADD && (n->bn_into[L->in[0]] == i || n->bn_into[L->in[1]] == i))
 		return "bn+add fwd";
 	return (bwd ? SPAN_BWD : SPAN_FWD)[L->op];
@@ -617,12 +640,12 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 				break;
 			/* fall through */
 		case MFR_OP_BN1D: {
-			int j = n->bn_into[i]; /* fused: only the statistics here; a prelu is applied with them now */
+			int j = n->bn_into[i]; /* fused: only the statistics here; an activation is applied with them now */
 			mfr_bn_forward_cuda(j < 0 ? out : NULL, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C,
 					    training, L->eps, L->momentum, t, g);
-			if (j >= 0 && a->layers[j].op == MFR_OP_PRELU) {
+			if (j >= 0 && is_act(a->layers[j].op)) {
 				mfr_bn_norm bn = bn_norm_of(n, i);
-				mfr_bn_apply_cuda(ACT(j), in, &bn, P(&a->layers[j], 0), M, C, t, g);
+				mfr_bn_apply_cuda(ACT(j), in, &bn, slope_of(n, j), M, C, t, g);
 			}
 			break;
 		}
@@ -630,7 +653,10 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			if (n->bn_into[L->in[0]] != i) /* else written with its bn */
 				mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g);
 			break;
-		case MFR_OP_RELU: mfr_relu_forward_cuda(out, in, cnt, t, g); break;
+		case MFR_OP_RELU:
+			if (n->bn_into[L->in[0]] != i)
+				mfr_relu_forward_cuda(out, in, cnt, t, g);
+			break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_ADD: {
 			if (L->n_in == 2) { /* per channel: a fused bn applied to either input or both */
@@ -800,19 +826,22 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_BN1D:
 			mfr_bn_backward_cuda(dx, G(L, 0), G(L, 1), dy, in, P(L, 0), sv, sv + C, M, C, 1, acc, t, g);
 			break;
-		case MFR_OP_PRELU: {
+		case MFR_OP_PRELU:
+		case MFR_OP_RELU: {
 			int b = L->in[0];
-			if (n->bn_into[b] == i) { /* PReLU(bn(x)): x's gradient, the bn's parameters' */
+			if (n->bn_into[b] == i) { /* act(bn(x)): x's gradient, the bn's parameters' (and the slope's) */
 				const mfr_layer *B = &a->layers[b];
 				mfr_bn_norm bn = bn_norm_of(n, b);
-				mfr_bn_prelu_backward_cuda(DACT(B->in[0]), G(B, 0), G(B, 1), G(L, 0), dy, ACT(B->in[0]), &bn,
-							   P(L, 0), M, C, 1, acc, t, g);
-			} else {
+				mfr_bn_prelu_backward_cuda(DACT(B->in[0]), G(B, 0), G(B, 1),
+							   L->op == MFR_OP_PRELU ? G(L, 0) : NULL, dy, ACT(B->in[0]), &bn,
+							   slope_of(n, i), M, C, 1, acc, t, g);
+			} else if (L->op == MFR_OP_PRELU) {
 				mfr_prelu_backward_cuda(dx, G(L, 0), dy, in, P(L, 0), M, C, acc, t, g);
+			} else {
+				mfr_relu_backward_cuda(dx, dy, y, cnt, acc, t, g);
 			}
 			break;
 		}
-		case MFR_OP_RELU: mfr_relu_backward_cuda(dx, dy, y, cnt, acc, t, g); break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_backward_cuda(dx, dy, y, cnt, t, g); break;
 		case MFR_OP_ADD: /* first[k] == 2: that input's gradient is dy's slot already */
 			for (int k = 0; k < L->n_in; k++)
