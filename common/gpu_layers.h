@@ -51,9 +51,10 @@ void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const fl
 		       mfr_dtype t, mfr_gpu *g);
 /* out (M,C) = a' + b', where x' = bn(x) with its norm, or x where the norm
  * is NULL: an add of a bn's output it alone reads, without that output
- * (both NULL: a plain add). out may alias a plain a or b. */
-void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb, int M,
-		     int C, mfr_dtype t, mfr_gpu *g);
+ * (both NULL: a plain add); relu = 1: then ReLU (an add only a relu reads).
+ * out may alias a plain a or b. */
+void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb,
+		     int relu, int M, int C, mfr_dtype t, mfr_gpu *g);
 /* As mfr_batchnorm_backward_ref: din (M,C) += (acc = 1) or = (acc = 0: din
  * is not read, so a fresh buffer needs no zeroing; the executor's first
  * writer of a gradient), dgamma, dbeta (C) +=. The other backward launchers

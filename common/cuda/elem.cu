@@ -530,10 +530,11 @@ template <int V> __device__ static inline void bn_affine(float *gi, float *mu, f
 	}
 }
 
-/* out = a' + b', where x' is bn(x) when its norm has gamma, else x. */
+/* out = a' + b', where x' is bn(x) when its norm has gamma, else x; with
+ * relu, max(that, 0) as the reference's relu (x > 0 ? x : 0). */
 template <int V>
-__global__ static void bn_add_kernel(void *out, const void *a, mfr_bn_norm na, const void *b, mfr_bn_norm nb, int M,
-				     int C, int t)
+__global__ static void bn_add_kernel(void *out, const void *a, mfr_bn_norm na, const void *b, mfr_bn_norm nb, int relu,
+				     int M, int C, int t)
 {
 	int c0 = CHAN0(V);
 	if (c0 >= C)
@@ -546,8 +547,11 @@ __global__ static void bn_add_kernel(void *out, const void *a, mfr_bn_norm na, c
 		float va[V], vb[V];
 		ldv<V>(va, a, i, t);
 		ldv<V>(vb, b, i, t);
-		for (int k = 0; k < V; k++) /* 1 (x - 0) + 0: x */
+		for (int k = 0; k < V; k++) { /* 1 (x - 0) + 0: x */
 			va[k] = bn_y(ga[k], va[k], ma[k], ba[k]) + bn_y(gb[k], vb[k], mb[k], bb[k]);
+			if (relu)
+				va[k] = va[k] > 0.f ? va[k] : 0.f;
+		}
 		stv<V>(out, i, t, va);
 	}
 }
@@ -911,14 +915,14 @@ void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const fl
 	mfr_gpu_launched(g, "bn_apply");
 }
 
-void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb, int M,
-		     int C, mfr_dtype t, mfr_gpu *g)
+void mfr_bn_add_cuda(void *out, const void *a, const mfr_bn_norm *na, const void *b, const mfr_bn_norm *nb,
+		     int relu, int M, int C, mfr_dtype t, mfr_gpu *g)
 {
 	assert(M > 0 && C > 0);
 	mfr_bn_norm none = {NULL, NULL, NULL, NULL};
 	int V = chan_vec(C, t, out, a, b, NULL);
 	CHAN_LAUNCH(V, bn_add_kernel, chan_grid(M, C, V), dim3(CH_TILE, ROW_THREADS), out, a, na ? *na : none, b,
-		    nb ? *nb : none, M, C, t);
+		    nb ? *nb : none, relu, M, C, t);
 	mfr_gpu_launched(g, "bn_add");
 }
 

@@ -35,7 +35,7 @@ struct mfr_gnet {
 	float *save;               /* what forward keeps for backward, fp32 */
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
-	int *bn_into;              /* training: bn -> the prelu, relu or add that applies it (plan_fusions), or -1 */
+	int *into;                 /* training: the layer that applies this one's unstored output (plan_fusions), or -1 */
 	float *zeros;              /* training: the widest layer's channels of 0, a fused relu's slope (in save) */
 	float *fold;               /* device: per folded conv its weights (OIHW) then bias, fp32 */
 	size_t *foff;
@@ -99,34 +99,43 @@ static size_t slot_bases(size_t *cap, int nslots)
 /* A prelu or a relu: what a bn fuses into as an activation (a relu is a
  * PReLU of slope 0). */
 static int is_act(mfr_op op) { return op == MFR_OP_PRELU || op == MFR_OP_RELU; }
+static int is_bn(mfr_op op) { return op == MFR_OP_BN || op == MFR_OP_BN1D; }
 
-/* Training fuses a bn (2d or 1d) into the one layer that reads its output
- * (not a net output) when that is a prelu or relu (bn and activation as one
- * pass, whose backward recomputes the bn's output) or an add of two inputs
- * (the bn applied as the add reads it): bn_into[i] = that layer, else -1;
- * the bn's output is never stored. */
-static void plan_fusions(const mfr_arch *a, int *bn_into)
+/* Training fuses a layer into the one layer that reads its output (not a
+ * net output): a bn (2d or 1d) into a prelu or relu (bn and activation as
+ * one pass, whose backward recomputes the bn's output) or into an add of two
+ * inputs (the bn applied as the add reads it); a two-input add into a relu
+ * (the add writes the relu's output). into[i] = that reader, else -1; the
+ * fused layer's output is never stored. */
+static void plan_fusions(const mfr_arch *a, int *into)
 {
 	for (int i = 0; i < a->n_layers; i++)
-		bn_into[i] = -1;
+		into[i] = -1;
 	for (int j = 0; j < a->n_layers; j++) {
 		const mfr_layer *L = &a->layers[j];
 		if (!is_act(L->op) && !(L->op == MFR_OP_ADD && L->n_in == 2))
 			continue;
 		for (int k = 0; k < L->n_in; k++) {
-			mfr_op op = a->layers[L->in[k]].op;
-			if ((op == MFR_OP_BN || op == MFR_OP_BN1D) && mfr_arch_users(a, L->in[k]) == 1)
-				bn_into[L->in[k]] = j;
+			const mfr_layer *I = &a->layers[L->in[k]];
+			int fuse = is_bn(I->op) || (L->op == MFR_OP_RELU && I->op == MFR_OP_ADD && I->n_in == 2);
+			if (fuse && mfr_arch_users(a, L->in[k]) == 1)
+				into[L->in[k]] = j;
 		}
 	}
 }
 
+/* Whether activation i applies the bn b (b is its input). */
+static int act_of_bn(const mfr_arch *a, const int *into, int b, int i)
+{
+	return is_act(a->layers[i].op) && is_bn(a->layers[b].op) && into[b] == i;
+}
+
 /* The layer whose gradient layer i's input k receives: the input, or for a
  * prelu or relu applying a bn (plan_fusions), the bn's input. */
-static int grad_input(const mfr_arch *a, const int *bn_into, int i, int k)
+static int grad_input(const mfr_arch *a, const int *into, int i, int k)
 {
 	int j = a->layers[i].in[k];
-	return is_act(a->layers[i].op) && bn_into[j] == i ? a->layers[j].in[0] : j;
+	return act_of_bn(a, into, j, i) ? a->layers[j].in[0] : j;
 }
 
 /* How many of layer L's inputs are j. */
@@ -141,13 +150,13 @@ static int reads_of(const mfr_layer *L, int j)
 /* The layers other than i that write layer j's gradient (grad_input): how
  * many (a layer once per input naming j), and in *last the highest of them
  * (-1 when none). */
-static int other_writers(const mfr_arch *a, const int *bn_into, int j, int i, int *last)
+static int other_writers(const mfr_arch *a, const int *into, int j, int i, int *last)
 {
 	int n = 0;
 	*last = -1;
 	for (int q = 0; q < a->n_layers; q++)
 		for (int k = 0; q != i && k < a->layers[q].n_in; k++)
-			if (grad_input(a, bn_into, q, k) == j)
+			if (grad_input(a, into, q, k) == j)
 				n++, *last = q;
 	return n;
 }
@@ -224,7 +233,7 @@ out:
  * (per input, at dfoff[layer]: 0 adds, 1 assigns, 2 shares the add's
  * slot) and *zero_dx0 (no gradient reaches the input). Returns the block's
  * bytes, or 0 when out of host memory. */
-static size_t plan_grads(const mfr_arch *a, const int *bn_into, int N, size_t es, size_t *doff, uint8_t *dlive,
+static size_t plan_grads(const mfr_arch *a, const int *into, int N, size_t es, size_t *doff, uint8_t *dlive,
 			 uint8_t *dfirst, const int *dfoff, int *zero_dx0)
 {
 	int nl = a->n_layers, nslots = 0;
@@ -251,12 +260,12 @@ static size_t plan_grads(const mfr_arch *a, const int *bn_into, int N, size_t es
 		int hand = L->op == MFR_OP_ADD && busy[slot_of[i]] == 1, owner = -1, limit = -1, last;
 		for (int k = 0; hand && owner < 0 && k < L->n_in; k++)
 			if (slot_of[L->in[k]] < 0 && reads_of(L, L->in[k]) == 1 &&
-			    other_writers(a, bn_into, L->in[k], i, &last) > 0)
+			    other_writers(a, into, L->in[k], i, &last) > 0)
 				owner = L->in[k], limit = last;
 		for (int k = 0; k < L->n_in; k++) {
-			int j = grad_input(a, bn_into, i, k), first = slot_of[j] < 0;
+			int j = grad_input(a, into, i, k), first = slot_of[j] < 0;
 			if (first && hand && reads_of(L, j) == 1 &&
-			    (j == owner || (j > limit && other_writers(a, bn_into, j, i, &last) == 0))) {
+			    (j == owner || (j > limit && other_writers(a, into, j, i, &last) == 0))) {
 				slot_of[j] = slot_of[i];
 				busy[slot_of[i]]++;
 				first = 2;
@@ -299,10 +308,10 @@ static size_t fold_len(const mfr_arch *a, const int *fold_bn, size_t *foff)
 
 /* fold_bn and inplace: an inference net's merges (mfr_arch_inference_merges),
  * NULL for a training net; foff then receives the folded convs' offsets.
- * bn_into: a training net's fusions (plan_fusions; NULL for inference): a
+ * into: a training net's fusions (plan_fusions; NULL for inference): a
  * fused bn's output takes no storage. */
 static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *fold_bn, const uint8_t *inplace,
-		  const int *bn_into, size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff,
+		  const int *into, size_t *poff, size_t *woff, size_t *aoff, size_t *anum, size_t *soff, size_t *moff,
 		  size_t *foff)
 {
 	sizes z = {0};
@@ -323,7 +332,7 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 			anum[i] = num;
 		if (aoff)
 			aoff[i] = z.act;
-		if (!bn_into || bn_into[i] < 0)
+		if (!into || into[i] < 0)
 			z.act += ALIGN(num * (size_t)N * es);
 		if (soff)
 			soff[i] = z.save;
@@ -350,19 +359,19 @@ size_t mfr_gnet_bytes(const mfr_arch *a, int batch, int training, mfr_dtype t)
 {
 	size_t es = mfr_dtype_size(t), nl = (size_t)a->n_layers;
 	int *fold_bn = training ? NULL : malloc(nl * sizeof *fold_bn);
-	int *bn_into = training ? malloc(nl * sizeof *bn_into) : NULL;
+	int *into = training ? malloc(nl * sizeof *into) : NULL;
 	uint8_t *inplace = training ? NULL : malloc(nl);
-	if (training ? !bn_into : !fold_bn || !inplace) {
-		free(fold_bn), free(inplace), free(bn_into);
+	if (training ? !into : !fold_bn || !inplace) {
+		free(fold_bn), free(inplace), free(into);
 		return SIZE_MAX; /* no host memory to plan with: nothing fits */
 	}
 	if (training)
-		plan_fusions(a, bn_into);
+		plan_fusions(a, into);
 	else
 		mfr_arch_inference_merges(a, fold_bn, inplace);
-	sizes z = plan(a, batch, training, es, fold_bn, inplace, bn_into, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-	size_t dact = training ? plan_grads(a, bn_into, batch, es, NULL, NULL, NULL, NULL, NULL) : 0;
-	free(fold_bn), free(inplace), free(bn_into);
+	sizes z = plan(a, batch, training, es, fold_bn, inplace, into, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+	size_t dact = training ? plan_grads(a, into, batch, es, NULL, NULL, NULL, NULL, NULL) : 0;
+	free(fold_bn), free(inplace), free(into);
 	if (!z.act || (training && !dact))
 		return SIZE_MAX;
 	size_t b = z.params * 4 + z.wc * es + z.act + z.save * 4 + z.fold * 4;
@@ -406,7 +415,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf)) ||
 	    !(n->doff = calloc((size_t)nl, sizeof *n->doff)) || !(n->dlive = calloc((size_t)nl, 1)) ||
 	    !(n->dfirst = calloc((size_t)nin + 1, 1)) || !(n->dfoff = calloc((size_t)nl, sizeof *n->dfoff)) ||
-	    !(n->bn_into = calloc((size_t)nl, sizeof *n->bn_into))) {
+	    !(n->into = calloc((size_t)nl, sizeof *n->into))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -415,19 +424,19 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	if (training) {
 		for (int i = 0; i < nl; i++)
 			n->fold_bn[i] = -1;
-		plan_fusions(a, n->bn_into);
+		plan_fusions(a, n->into);
 	} else {
 		mfr_arch_inference_merges(a, n->fold_bn, n->inplace);
 		for (int i = 0; i < nl; i++)
-			n->bn_into[i] = -1;
+			n->into[i] = -1;
 	}
 	for (int i = 0; i < nl; i++)
 		if (n->fold_bn[i] >= 0)
 			n->folded[n->fold_bn[i]] = 1;
 	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace,
-		       training ? n->bn_into : NULL, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
+		       training ? n->into : NULL, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
-	size_t dact_bytes = training ? plan_grads(a, n->bn_into, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff,
+	size_t dact_bytes = training ? plan_grads(a, n->into, max_batch, n->es, n->doff, n->dlive, n->dfirst, n->dfoff,
 						  &n->zero_dx0)
 				     : 0;
 	if (!z.act || (training && !dact_bytes)) {
@@ -485,7 +494,7 @@ void mfr_gnet_free(mfr_gnet *n)
 	free(n->dlive);
 	free(n->dfirst);
 	free(n->dfoff);
-	free(n->bn_into);
+	free(n->into);
 	free(n);
 }
 
@@ -584,13 +593,17 @@ static const char *const SPAN_BWD[MFR_OP_COUNT] = {
 static const char *span_of(const mfr_gnet *n, int i, int bwd)
 {
 	const mfr_layer *L = &n->a->layers[i];
-	int into = n->bn_into[i];
-	if (is_act(L->op) && n->bn_into[L->in[0]] == i)
+	int into = n->into[i];
+	if (is_act(L->op) && act_of_bn(n->a, n->into, L->in[0], i))
 		return bwd ? (L->op == MFR_OP_PRELU ? "bn+prelu bwd" : "bn+relu bwd") : NULL;
-	if (!bwd && into >= 0 && is_act(n->a->layers[into].op))
+	if (!bwd && is_act(L->op) && n->into[L->in[0]] == i) /* an add wrote it */
+		return NULL;
+	if (!bwd && is_bn(L->op) && into >= 0 && is_act(n->a->layers[into].op))
 		return n->a->layers[into].op == MFR_OP_PRELU ? "bn+prelu fwd" : "bn+relu fwd";
-	if (!bwd && L->op == MFR_OP_ADD && (n->bn_into[L->in[0]] == i || n->bn_into[L->in[1]] == i))
-		return "bn+add fwd";
+	if (!bwd && L->op == MFR_OP_ADD && L->n_in == 2) {
+		int bn = n->into[L->in[0]] == i || n->into[L->in[1]] == i;
+		return into >= 0 ? (bn ? "bn+add+relu fwd" : "add+relu fwd") : bn ? "bn+add fwd" : "add fwd";
+	}
 	return (bwd ? SPAN_BWD : SPAN_FWD)[L->op];
 }
 
@@ -640,7 +653,7 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 				break;
 			/* fall through */
 		case MFR_OP_BN1D: {
-			int j = n->bn_into[i]; /* fused: only the statistics here; an activation is applied with them now */
+			int j = n->into[i]; /* fused: only the statistics here; an activation is applied with them now */
 			mfr_bn_forward_cuda(j < 0 ? out : NULL, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C,
 					    training, L->eps, L->momentum, t, g);
 			if (j >= 0 && is_act(a->layers[j].op)) {
@@ -650,20 +663,21 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			break;
 		}
 		case MFR_OP_PRELU:
-			if (n->bn_into[L->in[0]] != i) /* else written with its bn */
+			if (n->into[L->in[0]] != i) /* else written with its bn (or add) */
 				mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g);
 			break;
 		case MFR_OP_RELU:
-			if (n->bn_into[L->in[0]] != i)
+			if (n->into[L->in[0]] != i)
 				mfr_relu_forward_cuda(out, in, cnt, t, g);
 			break;
 		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_ADD: {
 			if (L->n_in == 2) { /* per channel: a fused bn applied to either input or both */
-				int b0 = n->bn_into[L->in[0]] == i, b1 = n->bn_into[L->in[1]] == i;
+				int b0 = n->into[L->in[0]] == i, b1 = n->into[L->in[1]] == i;
 				mfr_bn_norm n0 = bn_norm_of(n, L->in[0]), n1 = bn_norm_of(n, L->in[1]);
-				mfr_bn_add_cuda(out, b0 ? ACT(a->layers[L->in[0]].in[0]) : in, b0 ? &n0 : NULL,
-						b1 ? ACT(a->layers[L->in[1]].in[0]) : n->inbuf[1], b1 ? &n1 : NULL,
+				int r = n->into[i]; /* fused into a relu: its output, rectified */
+				mfr_bn_add_cuda(r >= 0 ? ACT(r) : out, b0 ? ACT(a->layers[L->in[0]].in[0]) : in, b0 ? &n0 : NULL,
+						b1 ? ACT(a->layers[L->in[1]].in[0]) : n->inbuf[1], b1 ? &n1 : NULL, r >= 0,
 						N * L->shape.h * L->shape.w, L->shape.c, t, g);
 				break;
 			}
@@ -829,7 +843,7 @@ int mfr_gnet_backward(mfr_gnet *n, const void *const *dout, mfr_gnet_hook hook, 
 		case MFR_OP_PRELU:
 		case MFR_OP_RELU: {
 			int b = L->in[0];
-			if (n->bn_into[b] == i) { /* act(bn(x)): x's gradient, the bn's parameters' (and the slope's) */
+			if (act_of_bn(a, n->into, b, i)) { /* act(bn(x)): x's gradient, the bn's parameters' (and the slope's) */
 				const mfr_layer *B = &a->layers[b];
 				mfr_bn_norm bn = bn_norm_of(n, b);
 				mfr_bn_prelu_backward_cuda(DACT(B->in[0]), G(B, 0), G(B, 1),

@@ -61,7 +61,7 @@ static void run_op(bufs *b, int op)
 	case OP_BN_ADD:
 		mfr_bn_forward_cuda(NULL, b->mean, b->invstd, b->rm, b->rv, b->x, b->gamma, b->beta, b->M, b->C, 1, 1e-5,
 				    0.1, b->t, b->g);
-		mfr_bn_add_cuda(b->out, b->x, &n, b->x2, NULL, b->M, b->C, b->t, b->g);
+		mfr_bn_add_cuda(b->out, b->x, &n, b->x2, NULL, 0, b->M, b->C, b->t, b->g);
 		break;
 	case OP_BN_PRELU_BWD:
 		mfr_bn_prelu_backward_cuda(b->din, b->dg, b->db, b->ds, b->dy, b->x, &n, b->slope, b->M, b->C, 1, 0, b->t,

@@ -527,7 +527,8 @@ static void test_bn(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training,
  * with out NULL), then mfr_bn_apply_cuda with a slope against
  * prelu_forward(batchnorm_forward(x)); mfr_bn_prelu_backward_cuda (+= and
  * from NaN with acc 0) against prelu_backward then batchnorm_backward;
- * mfr_bn_add_cuda with the bn on input a (b plain) and on both. */
+ * mfr_bn_add_cuda with the bn on input a (b plain) and on both, and that
+ * rectified. */
 static void test_bn_fused(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int training)
 {
 	size_t M = (size_t)N * HW, cnt = M * C;
@@ -591,7 +592,7 @@ static void test_bn_fused(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int tra
 	for (size_t i = 0; i < cnt; i++)
 		sum[i] = y[i] + b[i];
 	void *dbuf = put_nhwc(g, b, N, C, HW, t), *dx2 = put_nhwc(g, x2, N, C, HW, t);
-	mfr_bn_add_cuda(dz, dx, &rbn, dbuf, NULL, (int)M, C, t, g);
+	mfr_bn_add_cuda(dz, dx, &rbn, dbuf, NULL, 0, (int)M, C, t, g);
 	gcheck_get_nchw(g, got, dz, N, C, HW, t);
 	gcheck_close(nm("bn_add a %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, sum, cnt, store_tol(t, 1e-5));
 	mfr_batchnorm_forward_ref(y2, mean2, inv2, rm2, rv2, x2, beta, gamma, N, C, HW, training, eps, mom);
@@ -599,9 +600,14 @@ static void test_bn_fused(mfr_gpu *g, mfr_dtype t, int N, int C, int HW, int tra
 		sum[i] = y[i] + y2[i];
 	float *dm2 = (float *)gcheck_put(g, mean2, C, MFR_F32), *di2 = (float *)gcheck_put(g, inv2, C, MFR_F32);
 	mfr_bn_norm bn2 = {dbet, dgam, dm2, di2}; /* gamma and beta swapped: a second, different norm */
-	mfr_bn_add_cuda(dz, dx, &rbn, dx2, &bn2, (int)M, C, t, g);
+	mfr_bn_add_cuda(dz, dx, &rbn, dx2, &bn2, 0, (int)M, C, t, g);
 	gcheck_get_nchw(g, got, dz, N, C, HW, t);
 	gcheck_close(nm("bn_add a, b %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, sum, cnt, store_tol(t, 1e-5));
+	mfr_relu_forward_ref(sum, sum, cnt); /* then rectified: an add only a relu reads */
+	mfr_bn_add_cuda(dz, dx, &rbn, dx2, &bn2, 1, (int)M, C, t, g);
+	gcheck_get_nchw(g, got, dz, N, C, HW, t);
+	gcheck_close(nm("bn_add a, b, relu %s %s N=%d C=%d HW=%d", tn, mode, N, C, HW), got, sum, cnt,
+		     store_tol(t, 1e-5));
 
 	void *bufs[] = {dx, dz, dgam, dbet, dsl, drm, drv, dmean, dinv, ddz, ddin, ddg, ddb, dds, rmean, rinv, dnan,
 			dbuf, dx2, dm2, di2};

@@ -55,7 +55,8 @@ static const char *GRAPH =
  * bn -> prelu on the input image; bn read by a prelu and an add (not
  * fused); an add of two fused bns; a bn into an add of three (not fused); a
  * net output read by a prelu (not fused); bn1d -> prelu; bn -> relu (a relu
- * is a PReLU of slope 0). And the sharing of
+ * is a PReLU of slope 0); an add into a relu (a10), not when another layer
+ * reads the add too (a11). And the sharing of
  * an add's gradient slot: a1 by both inputs; a3 by b5 and the owner b1, not
  * p2; a5 by its owner c1, not u1, which would be read after c1's other
  * writer w1 added to it; a8 by both, a7 then by no input (w2 still reads
@@ -98,11 +99,19 @@ static const char *FUSE =
 	"conv c9 p0 out=4 k=1\n"
 	"bn b9 c9\n"
 	"relu r9 b9\n"
+	"add a10 r9 c9\n"
+	"relu r10 a10\n"
+	"conv c13 p0 out=4 k=1\n"
+	"add a11 c9 c13\n"
+	"relu r11 a11\n"
+	"conv c12 r11 out=4 k=1\n"
+	"add a12 a11 c12\n"
 	"output pe\n"
 	"output b6\n"
 	"output a6\n"
 	"output a8\n"
-	"output r9\n";
+	"output r10\n"
+	"output a12\n";
 
 /* Runs arch text through both executors at batch N in type t and compares.
  * Tolerances relative to each tensor's largest magnitude: fp32 2e-4 — the
