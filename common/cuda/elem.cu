@@ -651,63 +651,97 @@ __global__ static void prelu_dslope_kernel(float *dslope, const float *part, int
 		dslope[c] += s;
 }
 
-/* ---- ReLU, sigmoid, add ---- */
+/* ---- ReLU, sigmoid, add ----
+ * On V values a thread (flat_vec: 4 when n and the buffers allow, as the
+ * per-channel kernels; else 1), each value's arithmetic the same. */
 
-__global__ static void relu_forward_kernel(void *out, const void *in, size_t n, int t)
+/* V for n values when the buffers (NULL ones ignored) allow it. */
+static int flat_vec(size_t n, mfr_dtype t, const void *a, const void *b, const void *c)
 {
-	MFR_FOR(i, n) {
-		float v = ld(in, i, t);
-		st(out, i, t, v > 0.f ? v : 0.f);
+	return n % 4 ? 1 : chan_vec(4, t, a, b, c, NULL);
+}
+
+/* kernel<V><<<enough blocks for n / V threads>>>(args...) for V = 4 or 1. */
+#define FLAT_LAUNCH(V, kernel, n, ...) \
+	CHAN_LAUNCH(V, kernel, mfr_grid(g, (n) / (size_t)(V), MFR_THREADS), MFR_THREADS, __VA_ARGS__)
+
+template <int V> __global__ static void relu_forward_kernel(void *out, const void *in, size_t n, int t)
+{
+	MFR_FOR(q, n / V) {
+		float v[V];
+		ldv<V>(v, in, q * V, t);
+		for (int k = 0; k < V; k++)
+			v[k] = v[k] > 0.f ? v[k] : 0.f;
+		stv<V>(out, q * V, t, v);
 	}
 }
 
+template <int V>
 __global__ static void relu_backward_kernel(void *din, const void *dout, const void *out, size_t n, int a, int t)
 {
-	MFR_FOR(i, n) {
-		if (ld(out, i, t) > 0.f)
-			upd(din, i, t, ld(dout, i, t), a);
-		else if (!a)
-			st(din, i, t, 0.f);
+	MFR_FOR(q, n / V) {
+		float y[V], d[V];
+		ldv<V>(y, out, q * V, t);
+		ldv<V>(d, dout, q * V, t);
+		for (int k = 0; k < V; k++)
+			d[k] = y[k] > 0.f ? d[k] : 0.f;
+		updv<V>(din, q * V, t, d, a);
 	}
 }
 
-__global__ static void sigmoid_forward_kernel(void *out, const void *in, size_t n, int t)
+template <int V> __global__ static void sigmoid_forward_kernel(void *out, const void *in, size_t n, int t)
 {
-	MFR_FOR(i, n) {
-		float a = ld(in, i, t), y;
-		if (a >= 0.f) { /* the two forms keep expf from overflowing */
-			y = 1.f / (1.f + expf(-a));
-		} else {
-			float e = expf(a);
-			y = e / (1.f + e);
+	MFR_FOR(q, n / V) {
+		float v[V];
+		ldv<V>(v, in, q * V, t);
+		for (int k = 0; k < V; k++) {
+			float a = v[k];
+			if (a >= 0.f) { /* the two forms keep expf from overflowing */
+				v[k] = 1.f / (1.f + expf(-a));
+			} else {
+				float e = expf(a);
+				v[k] = e / (1.f + e);
+			}
 		}
-		st(out, i, t, y);
+		stv<V>(out, q * V, t, v);
 	}
 }
 
+template <int V>
 __global__ static void sigmoid_backward_kernel(void *din, const void *dout, const void *out, size_t n, int t)
 {
-	MFR_FOR(i, n) {
-		float y = ld(out, i, t);
-		acc(din, i, t, ld(dout, i, t) * y * (1.f - y));
+	MFR_FOR(q, n / V) {
+		float y[V], d[V];
+		ldv<V>(y, out, q * V, t);
+		ldv<V>(d, dout, q * V, t);
+		for (int k = 0; k < V; k++)
+			d[k] = d[k] * y[k] * (1.f - y[k]);
+		updv<V>(din, q * V, t, d, 1);
 	}
 }
 
-__global__ static void add_forward_kernel(void *out, const void *a, const void *b, size_t n, int t)
+template <int V> __global__ static void add_forward_kernel(void *out, const void *a, const void *b, size_t n, int t)
 {
-	MFR_FOR(i, n)
-		st(out, i, t, ld(a, i, t) + ld(b, i, t));
+	MFR_FOR(q, n / V) {
+		float x[V], y[V];
+		ldv<V>(x, a, q * V, t);
+		ldv<V>(y, b, q * V, t);
+		for (int k = 0; k < V; k++)
+			x[k] += y[k];
+		stv<V>(out, q * V, t, x);
+	}
 }
 
 /* da, db: either may be NULL (uniform across the grid). */
-__global__ static void add_backward_kernel(void *da, void *db, const void *dout, size_t n, int a, int t)
+template <int V> __global__ static void add_backward_kernel(void *da, void *db, const void *dout, size_t n, int a, int t)
 {
-	MFR_FOR(i, n) {
-		float d = ld(dout, i, t);
+	MFR_FOR(q, n / V) {
+		float d[V];
+		ldv<V>(d, dout, q * V, t);
 		if (da)
-			upd(da, i, t, d, a);
+			updv<V>(da, q * V, t, d, a);
 		if (db)
-			upd(db, i, t, d, a);
+			updv<V>(db, q * V, t, d, a);
 	}
 }
 
@@ -991,40 +1025,45 @@ void mfr_prelu_backward_cuda(void *din, float *dslope, const void *dout, const v
 
 void mfr_relu_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g)
 {
-	relu_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, n, t);
+	int V = flat_vec(n, t, out, in, NULL);
+	FLAT_LAUNCH(V, relu_forward_kernel, n, out, in, n, t);
 	mfr_gpu_launched(g, "relu_forward");
 }
 
 void mfr_relu_backward_cuda(void *din, const void *dout, const void *out, size_t n, int acc, mfr_dtype t,
 			    mfr_gpu *g)
 {
-	relu_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, acc, t);
+	int V = flat_vec(n, t, din, dout, out);
+	FLAT_LAUNCH(V, relu_backward_kernel, n, din, dout, out, n, acc, t);
 	mfr_gpu_launched(g, "relu_backward");
 }
 
 void mfr_sigmoid_forward_cuda(void *out, const void *in, size_t n, mfr_dtype t, mfr_gpu *g)
 {
-	sigmoid_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, in, n, t);
+	int V = flat_vec(n, t, out, in, NULL);
+	FLAT_LAUNCH(V, sigmoid_forward_kernel, n, out, in, n, t);
 	mfr_gpu_launched(g, "sigmoid_forward");
 }
 
 void mfr_sigmoid_backward_cuda(void *din, const void *dout, const void *out, size_t n, mfr_dtype t, mfr_gpu *g)
 {
-	sigmoid_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(din, dout, out, n, t);
+	int V = flat_vec(n, t, din, dout, out);
+	FLAT_LAUNCH(V, sigmoid_backward_kernel, n, din, dout, out, n, t);
 	mfr_gpu_launched(g, "sigmoid_backward");
 }
 
 void mfr_add_forward_cuda(void *out, const void *a, const void *b, size_t n, mfr_dtype t, mfr_gpu *g)
 {
-	add_forward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(out, a, b, n, t);
+	int V = flat_vec(n, t, out, a, b);
+	FLAT_LAUNCH(V, add_forward_kernel, n, out, a, b, n, t);
 	mfr_gpu_launched(g, "add_forward");
 }
 
 void mfr_add_backward_cuda(void *da, void *db, const void *dout, size_t n, int acc, mfr_dtype t, mfr_gpu *g)
 {
+	int V = flat_vec(n, t, da, db, dout);
 	if (da || db)
-		add_backward_kernel<<<mfr_grid(g, n, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(da, db, dout, n, acc,
-												 t);
+		FLAT_LAUNCH(V, add_backward_kernel, n, da, db, dout, n, acc, t);
 	mfr_gpu_launched(g, "add_backward");
 }
 

@@ -981,6 +981,7 @@ static void run_all(mfr_gpu *g)
 		test_prelu(g, t, 3, 64, 4099);
 		test_pointwise(g, t, 100003);
 		test_pointwise(g, t, 5);
+		test_pointwise(g, t, 65536); /* 4 values a thread */
 		test_concat(g, t, 2, 35);
 		test_concat(g, t, 1, 9);
 		test_dropout(g, t, 2, 17, 35, 0.3, 12345);
