@@ -36,7 +36,10 @@ struct mfr_gnet {
 	int *fold_bn;              /* inference: conv -> the bn folded into it, or -1 (mfr_arch_inference_merges) */
 	uint8_t *inplace, *folded; /* inference: prelu/relu in place; bn folded away */
 	int *into;                 /* training: the layer that applies this one's unstored output (plan_fusions), or -1 */
-	float *zeros;              /* training: the widest layer's channels of 0, a fused relu's slope (in save) */
+	int *bias_into;            /* inference: the layer whose output a prelu, relu or 2-input add reads alone
+				    * (a conv's, or its folded bn's) -> that reader, which adds the conv's bias, or -1 */
+	int *bias_conv;            /* inference: ... and that conv */
+	float *zeros, *ones;       /* the widest layer's channels of 0 and of 1 (in save): a relu's slope, a bias's norm */
 	float *fold;               /* device: per folded conv its weights (OIHW) then bias, fp32 */
 	size_t *foff;
 	size_t *soff;
@@ -60,7 +63,7 @@ static size_t wc_len(const mfr_arch *a, const mfr_layer *L)
 #define ALIGN(x) (((x) + 255) & ~(size_t)255)
 typedef struct {
 	size_t params, wc, dwc, act, save, mask, fold;
-	size_t zeros, nzeros; /* training: the zeros' offset in save, their count */
+	size_t zeros, nzeros; /* the zeros' offset in save (then as many ones), their count */
 } sizes;
 
 /* A slot for need bytes among nslots (cap, busy): the smallest free one
@@ -128,6 +131,33 @@ static void plan_fusions(const mfr_arch *a, int *into)
 static int act_of_bn(const mfr_arch *a, const int *into, int b, int i)
 {
 	return is_act(a->layers[i].op) && is_bn(a->layers[b].op) && into[b] == i;
+}
+
+/* Inference adds a conv's bias (its own, or its folded bn's) in the one
+ * layer that reads its output, when that is a prelu, a relu or an add of
+ * two inputs (one pass instead of two): bias_into[x] = that reader, where x
+ * is the layer the reader names (the folded bn, else the conv), and
+ * bias_conv[x] = the conv; else -1. Nothing for training (fold_bn all -1
+ * there: its bns are fused by plan_fusions instead). */
+static void plan_bias_fusions(const mfr_arch *a, const int *fold_bn, int training, int *bias_into, int *bias_conv)
+{
+	for (int i = 0; i < a->n_layers; i++)
+		bias_into[i] = bias_conv[i] = -1;
+	for (int j = 0; j < a->n_layers && !training; j++) {
+		const mfr_layer *L = &a->layers[j];
+		if (!is_act(L->op) && !(L->op == MFR_OP_ADD && L->n_in == 2))
+			continue;
+		for (int k = 0; k < L->n_in; k++) {
+			int x = L->in[k], c = x;
+			if (a->layers[x].op == MFR_OP_BN) /* folded into the conv that feeds it? */
+				c = a->layers[x].in[0];
+			if (a->layers[c].op != MFR_OP_CONV || (c != x && fold_bn[c] != x) ||
+			    (c == x && !a->layers[c].bias) || mfr_arch_users(a, x) != 1)
+				continue;
+			bias_into[x] = j;
+			bias_conv[x] = c;
+		}
+	}
 }
 
 /* The layer whose gradient layer i's input k receives: the input, or for a
@@ -342,13 +372,13 @@ static sizes plan(const mfr_arch *a, int N, int training, size_t es, const int *
 		if (training && L->op == MFR_OP_DROPOUT)
 			z.mask += ALIGN(num * (size_t)N);
 	}
-	if (training) { /* the zeros a fused relu takes as its slope */
-		for (int i = 0; i < a->n_layers; i++)
-			if ((size_t)a->layers[i].shape.c > z.nzeros)
-				z.nzeros = (size_t)a->layers[i].shape.c;
-		z.zeros = z.save;
-		z.save += ALIGN(z.nzeros * 4) / 4;
-	} else {
+	/* the zeros a fused relu takes as its slope, the ones of a bias's norm */
+	for (int i = 0; i < a->n_layers; i++)
+		if ((size_t)a->layers[i].shape.c > z.nzeros)
+			z.nzeros = (size_t)a->layers[i].shape.c;
+	z.zeros = z.save;
+	z.save += 2 * (ALIGN(z.nzeros * 4) / 4);
+	if (!training) {
 		z.act = plan_slots(a, N, es, fold_bn, inplace, aoff);
 		z.fold = fold_len(a, fold_bn, foff);
 	}
@@ -415,7 +445,9 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	    !(n->dinbuf = calloc((size_t)maxin, sizeof *n->dinbuf)) || !(n->cbuf = calloc((size_t)maxin, sizeof *n->cbuf)) ||
 	    !(n->doff = calloc((size_t)nl, sizeof *n->doff)) || !(n->dlive = calloc((size_t)nl, 1)) ||
 	    !(n->dfirst = calloc((size_t)nin + 1, 1)) || !(n->dfoff = calloc((size_t)nl, sizeof *n->dfoff)) ||
-	    !(n->into = calloc((size_t)nl, sizeof *n->into))) {
+	    !(n->into = calloc((size_t)nl, sizeof *n->into)) ||
+	    !(n->bias_into = calloc((size_t)nl, sizeof *n->bias_into)) ||
+	    !(n->bias_conv = calloc((size_t)nl, sizeof *n->bias_conv))) {
 		mfr_fail(e, "out of memory");
 		goto fail;
 	}
@@ -433,6 +465,7 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	for (int i = 0; i < nl; i++)
 		if (n->fold_bn[i] >= 0)
 			n->folded[n->fold_bn[i]] = 1;
+	plan_bias_fusions(a, n->fold_bn, training, n->bias_into, n->bias_conv);
 	sizes z = plan(a, max_batch, training, n->es, training ? NULL : n->fold_bn, training ? NULL : n->inplace,
 		       training ? n->into : NULL, n->poff, n->woff, n->aoff, n->anum, n->soff, n->moff, n->foff);
 	n->ptotal = z.params;
@@ -455,8 +488,10 @@ mfr_gnet *mfr_gnet_new(mfr_gpu *g, const mfr_arch *a, int max_batch, int trainin
 	if (training && mfr_gpu_zero(g, n->grads, z.params * 4, e) < 0)
 		goto fail;
 	n->zeros = n->save + z.zeros;
-	if (training && mfr_gpu_zero(g, n->zeros, z.nzeros * 4, e) < 0)
+	n->ones = n->zeros + ALIGN(z.nzeros * 4) / 4;
+	if (mfr_gpu_zero(g, n->zeros, z.nzeros * 4, e) < 0)
 		goto fail;
+	mfr_fill_cuda(n->ones, 1.f, z.nzeros, g);
 	return n;
 fail:
 	mfr_gnet_free(n);
@@ -495,6 +530,8 @@ void mfr_gnet_free(mfr_gnet *n)
 	free(n->dfirst);
 	free(n->dfoff);
 	free(n->into);
+	free(n->bias_into);
+	free(n->bias_conv);
 	free(n);
 }
 
@@ -569,6 +606,36 @@ static mfr_bn_norm bn_norm_of(mfr_gnet *n, int i)
 	return (mfr_bn_norm){P(L, 0), P(L, 1), sv, sv + L->in_shape.c};
 }
 
+/* Conv layer i's bias as the forward adds it: its folded bn's, its own, or
+ * NULL. */
+static const float *conv_bias(mfr_gnet *n, int i)
+{
+	const mfr_layer *L = &n->a->layers[i];
+	if (n->fold_bn[i] >= 0)
+		return n->fold + n->foff[i] + n->a->tensors[L->first_tensor].count;
+	return L->bias ? P(L, 1) : NULL;
+}
+
+/* Input k of layer i as layer i reads it: *x its activation; or, when a bn
+ * (training, plan_fusions) or a conv's bias (inference, plan_bias_fusions)
+ * is fused into layer i, *x the activation under it and *norm the affine
+ * map layer i applies (returns 1). */
+static int fused_input(mfr_gnet *n, int i, int k, const void **x, mfr_bn_norm *norm)
+{
+	int j = n->a->layers[i].in[k];
+	if (n->into[j] == i && is_bn(n->a->layers[j].op)) {
+		*x = ACT(n->a->layers[j].in[0]);
+		*norm = bn_norm_of(n, j);
+		return 1;
+	}
+	*x = ACT(j);
+	if (n->bias_into[j] == i) { /* x + bias: gamma 1, mean 0, invstd 1 */
+		*norm = (mfr_bn_norm){n->ones, conv_bias(n, n->bias_conv[j]), n->zeros, n->ones};
+		return 1;
+	}
+	return 0;
+}
+
 /* The slope a fused activation j applies (plan_fusions): a prelu's own, a
  * relu's zeros. */
 static const float *slope_of(mfr_gnet *n, int j)
@@ -589,20 +656,18 @@ static const char *const SPAN_BWD[MFR_OP_COUNT] = {
 	"flatten bwd", "linear bwd", "l2norm bwd", "se bwd", "splat bwd"};
 
 /* Layer i's span in forward (bwd = 0) or backward: its op's, or the fused
- * pair's (plan_fusions); NULL for an activation whose bn writes its output. */
+ * pair's (plan_fusions: a bn's own span holds its statistics, its reader's
+ * the rest); NULL for a relu whose add writes its output. */
 static const char *span_of(const mfr_gnet *n, int i, int bwd)
 {
 	const mfr_layer *L = &n->a->layers[i];
-	int into = n->into[i];
 	if (is_act(L->op) && act_of_bn(n->a, n->into, L->in[0], i))
-		return bwd ? (L->op == MFR_OP_PRELU ? "bn+prelu bwd" : "bn+relu bwd") : NULL;
+		return L->op == MFR_OP_PRELU ? (bwd ? "bn+prelu bwd" : "bn+prelu fwd") : bwd ? "bn+relu bwd" : "bn+relu fwd";
 	if (!bwd && is_act(L->op) && n->into[L->in[0]] == i) /* an add wrote it */
 		return NULL;
-	if (!bwd && is_bn(L->op) && into >= 0 && is_act(n->a->layers[into].op))
-		return n->a->layers[into].op == MFR_OP_PRELU ? "bn+prelu fwd" : "bn+relu fwd";
 	if (!bwd && L->op == MFR_OP_ADD && L->n_in == 2) {
 		int bn = n->into[L->in[0]] == i || n->into[L->in[1]] == i;
-		return into >= 0 ? (bn ? "bn+add+relu fwd" : "add+relu fwd") : bn ? "bn+add fwd" : "add fwd";
+		return n->into[i] >= 0 ? (bn ? "bn+add+relu fwd" : "add+relu fwd") : bn ? "bn+add fwd" : "add fwd";
 	}
 	return (bwd ? SPAN_BWD : SPAN_FWD)[L->op];
 }
@@ -641,9 +706,9 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			mfr_conv_shape s;
 			if (mfr_layer_conv_shape(L, N, &s) < 0)
 				return mfr_fail(e, "conv '%s': bad shape", L->name);
-			const float *b = L->bias ? P(L, 1) : NULL;
-			if (n->fold_bn[i] >= 0)
-				b = n->fold + n->foff[i] + a->tensors[L->first_tensor].count;
+			const float *b = conv_bias(n, i);
+			if (n->bias_into[n->fold_bn[i] >= 0 ? n->fold_bn[i] : i] >= 0) /* its reader adds it */
+				b = NULL;
 			if (mfr_conv_forward_cuda(out, in, WC(i), b, &s, t, g, e) < 0)
 				return -1;
 			break;
@@ -652,32 +717,32 @@ int mfr_gnet_forward(mfr_gnet *n, const void *x, int batch, int training, uint64
 			if (n->folded[i]) /* in its conv's weights and bias; its output is the conv's */
 				break;
 			/* fall through */
-		case MFR_OP_BN1D: {
-			int j = n->into[i]; /* fused: only the statistics here; an activation is applied with them now */
-			mfr_bn_forward_cuda(j < 0 ? out : NULL, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M, C,
-					    training, L->eps, L->momentum, t, g);
-			if (j >= 0 && is_act(a->layers[j].op)) {
-				mfr_bn_norm bn = bn_norm_of(n, i);
-				mfr_bn_apply_cuda(ACT(j), in, &bn, slope_of(n, j), M, C, t, g);
-			}
+		case MFR_OP_BN1D: /* fused: only the statistics here; its reader applies them */
+			mfr_bn_forward_cuda(n->into[i] < 0 ? out : NULL, sv, sv + C, P(L, 2), P(L, 3), in, P(L, 0), P(L, 1), M,
+					    C, training, L->eps, L->momentum, t, g);
 			break;
-		}
 		case MFR_OP_PRELU:
-			if (n->into[L->in[0]] != i) /* else written with its bn (or add) */
+		case MFR_OP_RELU: {
+			const void *src;
+			mfr_bn_norm nm;
+			if (n->into[L->in[0]] == i && a->layers[L->in[0]].op == MFR_OP_ADD)
+				break; /* the add wrote it */
+			if (fused_input(n, i, 0, &src, &nm)) /* act(bn(x)) or act(x + bias) */
+				mfr_bn_apply_cuda(out, src, &nm, slope_of(n, i), M, C, t, g);
+			else if (L->op == MFR_OP_PRELU)
 				mfr_prelu_forward_cuda(out, in, P(L, 0), M, C, t, g);
-			break;
-		case MFR_OP_RELU:
-			if (n->into[L->in[0]] != i)
+			else
 				mfr_relu_forward_cuda(out, in, cnt, t, g);
 			break;
+		}
 		case MFR_OP_SIGMOID: mfr_sigmoid_forward_cuda(out, in, cnt, t, g); break;
 		case MFR_OP_ADD: {
-			if (L->n_in == 2) { /* per channel: a fused bn applied to either input or both */
-				int b0 = n->into[L->in[0]] == i, b1 = n->into[L->in[1]] == i;
-				mfr_bn_norm n0 = bn_norm_of(n, L->in[0]), n1 = bn_norm_of(n, L->in[1]);
+			if (L->n_in == 2) { /* per channel: a fused bn or bias applied to either input or both */
+				const void *x0, *x1;
+				mfr_bn_norm n0, n1;
+				int b0 = fused_input(n, i, 0, &x0, &n0), b1 = fused_input(n, i, 1, &x1, &n1);
 				int r = n->into[i]; /* fused into a relu: its output, rectified */
-				mfr_bn_add_cuda(r >= 0 ? ACT(r) : out, b0 ? ACT(a->layers[L->in[0]].in[0]) : in, b0 ? &n0 : NULL,
-						b1 ? ACT(a->layers[L->in[1]].in[0]) : n->inbuf[1], b1 ? &n1 : NULL, r >= 0,
+				mfr_bn_add_cuda(r >= 0 ? ACT(r) : out, x0, b0 ? &n0 : NULL, x1, b1 ? &n1 : NULL, r >= 0,
 						N * L->shape.h * L->shape.w, L->shape.c, t, g);
 				break;
 			}

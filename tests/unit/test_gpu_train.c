@@ -295,7 +295,7 @@ int main(int argc, char **argv)
 				static const struct {
 					const char *span;
 					double calls;
-				} want[] = {{"conv fwd", 4}, {"conv bwd", 4}, {"conv wgrad fold", 4}, {"bn fwd", 4},
+				} want[] = {{"conv fwd", 4}, {"conv bwd", 4}, {"conv wgrad fold", 4}, {"bn fwd", 6},
 					    {"bn bwd", 4},   {"bn1d fwd", 1}, {"bn+prelu fwd", 2}, {"bn+prelu bwd", 2},
 					    {"bn+add fwd", 1}, {"add bwd", 1}, {"prelu fwd", 0}, {"prelu bwd", 0},
 					    {"input", 1},
