@@ -44,7 +44,7 @@ typedef struct {
 } mfr_bn_norm;
 /* out = y = bn(in) with n's statistics; then, unless slope is NULL,
  * PReLU(y) with slope (C; zeros: ReLU) — a bn whose output only a PReLU or
- * ReLU reads, as one pass (y is not rounded to t in between). out may not alias in. With out
+ * ReLU reads, as one pass (y is not rounded to t in between). out may be in. With out
  * NULL, mfr_bn_forward_cuda computes only the statistics (training) and
  * running statistics: a consumer applies them (this, mfr_bn_add_cuda). */
 void mfr_bn_apply_cuda(void *out, const void *in, const mfr_bn_norm *n, const float *slope, int M, int C,
