@@ -17,13 +17,17 @@
  * feature maps per image, not the whole network's; it also folds each bn
  * that alone reads a conv into that conv's weights and bias, and runs a
  * prelu or relu that alone reads its input in place (the CPU executor's
- * merges: mfr_arch_inference_merges). A net built for training keeps every
- * activation (backward reads them) but only live activation gradients: a
- * layer's gradient takes a slot when backward first writes it and frees it
- * once the layer's own backward has read it; that first writer assigns
- * rather than adds, so no gradient is zeroed in bulk, and a layer no
- * gradient reaches is skipped (r50 at batch 128 in fp16: 7.0 GiB planned
- * for the whole step instead of 11.2).
+ * merges: mfr_arch_inference_merges); the conv's bias is added by the
+ * prelu, relu or two-input add that alone reads its output. A net built for
+ * training keeps every activation but those fused away — a bn that alone
+ * feeds a prelu, relu or two-input add, and a two-input add that alone
+ * feeds a relu, run inside that reader (the backward recomputes a bn's
+ * output) — and only live activation gradients: a layer's gradient takes a
+ * slot when backward first writes it and frees it once the layer's own
+ * backward has read it (an add's inputs share its slot where that is
+ * safe); that first writer assigns rather than adds, so no gradient is
+ * zeroed in bulk, and a layer no gradient reaches is skipped (r50 at batch
+ * 128 in fp16: 5.6 GiB planned for the whole step instead of 11.2).
  *
  * Mixed precision is the caller's scheme around this: a backward seeded with
  * dLoss/dout x S leaves gradients x S (the caller checks them for overflow
