@@ -103,6 +103,9 @@ static size_t slot_bases(size_t *cap, int nslots)
  * PReLU of slope 0). */
 static int is_act(mfr_op op) { return op == MFR_OP_PRELU || op == MFR_OP_RELU; }
 static int is_bn(mfr_op op) { return op == MFR_OP_BN || op == MFR_OP_BN1D; }
+/* A layer that can apply a per-channel affine map to what it reads in the
+ * same pass (a fused bn, a conv's bias): an activation or a two-input add. */
+static int takes_affine(const mfr_layer *L) { return is_act(L->op) || (L->op == MFR_OP_ADD && L->n_in == 2); }
 
 /* Training fuses a layer into the one layer that reads its output (not a
  * net output): a bn (2d or 1d) into a prelu or relu (bn and activation as
@@ -116,7 +119,7 @@ static void plan_fusions(const mfr_arch *a, int *into)
 		into[i] = -1;
 	for (int j = 0; j < a->n_layers; j++) {
 		const mfr_layer *L = &a->layers[j];
-		if (!is_act(L->op) && !(L->op == MFR_OP_ADD && L->n_in == 2))
+		if (!takes_affine(L))
 			continue;
 		for (int k = 0; k < L->n_in; k++) {
 			const mfr_layer *I = &a->layers[L->in[k]];
@@ -145,7 +148,7 @@ static void plan_bias_fusions(const mfr_arch *a, const int *fold_bn, int trainin
 		bias_into[i] = bias_conv[i] = -1;
 	for (int j = 0; j < a->n_layers && !training; j++) {
 		const mfr_layer *L = &a->layers[j];
-		if (!is_act(L->op) && !(L->op == MFR_OP_ADD && L->n_in == 2))
+		if (!takes_affine(L))
 			continue;
 		for (int k = 0; k < L->n_in; k++) {
 			int x = L->in[k], c = x;
