@@ -24,9 +24,11 @@
  * acos's conditioning out of the comparison with pfc.c), the SGD step (so
  * equal gradients give equal bits).
  *
- * Not here: NCCL (the two all-reduce helpers below are the only place a
- * collective happens; gcomm.h's device all-reduce can take over their
- * bodies), fp16/bf16 logits. */
+ * Across ranks: four all-reduces a step (row maxima, row sums, the loss
+ * and hits, the feature gradient), through gcomm.h: NCCL on the stream, or
+ * staged through the host.
+ *
+ * Not here: fp16/bf16 logits. */
 #include "gpu_impl.h" /* defines: struct mfr_gpu, MFR_FOR, mfr_grid, block_sum, block_max, splitmix_at */
 
 #include <limits.h>
@@ -34,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpfc.h" /* defines: mfr_gpfc_*; through it comm.h (mfr_comm_allreduce), pfc.h (mfr_pfc_choose) */
+#include "gpfc.h" /* defines: mfr_gpfc_*; through it gcomm.h (mfr_gcomm_allreduce), pfc.h (mfr_pfc_shard) */
 
 #define NORM_EPS 1e-12 /* pfc.c's floor under a norm */
 #define PI_D 3.14159265358979323846
@@ -672,28 +674,6 @@ __global__ static void setcol_k(int32_t *col, const int64_t *sampled, size_t S, 
 		col[sampled[k]] = set ? (int32_t)k : -1;
 }
 
-/* ---- the all-reduces ---- */
-
-/* The classifier's two collectives, and the only code here that talks to
- * other ranks: n values of type t (MFR_F32 or MFR_F64) at the device
- * buffer buf become their max / sum over the ranks of gc — NCCL on the
- * stream, or staged through the host (gcomm.h). */
-static int stage_allreduce(mfr_gpfc *p, mfr_gcomm *gc, void *buf, size_t n, mfr_dtype t, int op, mfr_error *e)
-{
-	(void)p;
-	return mfr_gcomm_allreduce(gc, buf, n, t, op, e);
-}
-
-static int allreduce_max(mfr_gpfc *p, mfr_gcomm *c, float *buf, size_t n, mfr_error *e)
-{
-	return stage_allreduce(p, c, buf, n, MFR_F32, MFR_MAX, e);
-}
-
-static int allreduce_sum(mfr_gpfc *p, mfr_gcomm *c, void *buf, size_t n, mfr_dtype t, mfr_error *e)
-{
-	return stage_allreduce(p, c, buf, n, t, MFR_SUM, e);
-}
-
 /* ---- the API ---- */
 
 extern "C" {
@@ -972,14 +952,14 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 	colmax_k<<<chunks, MFR_THREADS, 0, st>>>(p->part, p->z, p->tcol, p->tlog, n, Sz, s);
 	rowmax_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->red, p->part, n, (int)chunks.x);
 	mfr_gpu_launched(g, "gpfc rowmax");
-	if (mfr_gpu_check(g, "gpfc forward", e) < 0 || allreduce_max(p, c, p->red, (size_t)2 * n, e) < 0)
+	if (mfr_gpu_check(g, "gpfc forward", e) < 0 || mfr_gcomm_allreduce(c, p->red, (size_t)2 * n, MFR_F32, MFR_MAX, e) < 0)
 		return -1;
 
 	/* the sums of the exponentials over all ranks */
 	expsum_k<<<chunks, MFR_THREADS, 0, st>>>(p->part, p->z, p->red, p->tcol, p->tlog, n, Sz, s);
 	rowsum_k<<<mfr_grid(g, (size_t)n, MFR_THREADS), MFR_THREADS, 0, st>>>(p->sum, p->part, n, (int)chunks.x);
 	mfr_gpu_launched(g, "gpfc exp");
-	if (mfr_gpu_check(g, "gpfc softmax", e) < 0 || allreduce_sum(p, c, p->sum, (size_t)n, MFR_F32, e) < 0)
+	if (mfr_gpu_check(g, "gpfc softmax", e) < 0 || mfr_gcomm_allreduce(c, p->sum, (size_t)n, MFR_F32, MFR_SUM, e) < 0)
 		return -1;
 
 	/* loss and accuracy, then the gradient in the cosines in place of z */
@@ -993,7 +973,7 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 						       (float)(m->s / n));
 		mfr_gpu_launched(g, "gpfc grad");
 	}
-	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || allreduce_sum(p, c, p->tot, 2, MFR_F64, e) < 0 ||
+	if (mfr_gpu_check(g, "gpfc loss", e) < 0 || mfr_gcomm_allreduce(c, p->tot, 2, MFR_F64, MFR_SUM, e) < 0 ||
 	    mfr_gpu_get_async(g, p->htot, p->tot, 2 * sizeof *p->htot, e) < 0)
 		return -1;
 	MFR_CUDA_CHECK(e, cudaEventRecord(p->tot_got, st));
@@ -1010,7 +990,7 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 		   mfr_gemm_cuda(1, 0, (int)S, d, n, 1.f, p->z, (int)S, p->fn, d, 0.f, p->grad, d, MFR_F32, MFR_F32, g,
 				 e) < 0)
 		return -1;
-	if (allreduce_sum(p, c, p->dfn, (size_t)n * d, MFR_F32, e) < 0)
+	if (mfr_gcomm_allreduce(c, p->dfn, (size_t)n * d, MFR_F32, MFR_SUM, e) < 0)
 		return -1;
 	normb_k<<<warp_rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, p->fnorm, (size_t)n, d);
 	mfr_gpu_launched(g, "gpfc feature gradient");
