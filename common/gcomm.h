@@ -25,8 +25,10 @@ extern "C" {
 typedef struct mfr_gcomm mfr_gcomm;
 
 /* Collective over c: the ranks' GPUs g (each rank its own). NULL with e
- * filled only when staging memory cannot be had; an NCCL failure falls back
- * to staging and says so in mfr_gcomm_describe. */
+ * filled only when staging memory cannot be had; an NCCL failure on every
+ * rank falls back to staging and says so in mfr_gcomm_describe. A rank
+ * whose ncclCommInitRank fails says why on stderr at once, as the others
+ * may stay inside theirs (NCCL's bootstrap blocks) until the job is ended. */
 mfr_gcomm *mfr_gcomm_new(mfr_comm *c, mfr_gpu *g, mfr_error *e);
 void mfr_gcomm_free(mfr_gcomm *gc);
 

@@ -33,6 +33,12 @@ int mfr_gpu_count(char *why, size_t len)
 	return 0;
 }
 
+void mfr_gpu_versions(char *buf, size_t len)
+{
+	if (buf && len)
+		snprintf(buf, len, "built without CUDA");
+}
+
 mfr_gpu *mfr_gpu_open(int dev, mfr_error *e)
 {
 	(void)dev;

@@ -54,6 +54,12 @@ typedef struct mfr_gpu mfr_gpu;
  * why (len bytes, may be NULL). Never fails, never prints. */
 int mfr_gpu_count(char *why, size_t len);
 
+/* One line naming the CUDA driver, runtime, cuDNN, cuBLAS and NCCL this
+ * process runs with (and the cuDNN and NCCL versions it was built against
+ * where they differ), copied into buf (len bytes); without CUDA, "built
+ * without CUDA". Never fails, never prints. */
+void mfr_gpu_versions(char *buf, size_t len);
+
 /* Opens device dev (0-based): makes it current for the calling thread,
  * creates a stream, a cuBLAS and a cuDNN handle. TF32 starts OFF (fp32
  * results comparable with the CPU reference); mfr_gpu_set_tf32 turns it on.

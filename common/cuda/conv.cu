@@ -6,10 +6,12 @@
  * bias add and the per-channel (column) sums of bias gradients.
  *
  * Not here: fused conv+bias+activation, the cuDNN graph API, convolution
- * with dilation. When cuDNN has no algorithm for a shape, or the environment
- * has MFR_CONV_DIRECT=1, plain direct-convolution kernels run instead: slow,
- * but the same sums as the reference, and a way to tell a cuDNN problem
- * from a caller's one.
+ * with dilation. An algorithm cuDNN lists and then fails to run (a
+ * heuristic's prediction, a workspace that cannot be had) is left out and
+ * the key planned again, with a line on stderr. When cuDNN has no
+ * algorithm for a shape, or the environment has MFR_CONV_DIRECT=1, plain
+ * direct-convolution kernels run instead: slow, but the same sums as the
+ * reference, and a way to tell a cuDNN problem from a caller's one.
  *
  * Environment:
  *   MFR_CUDNN_DETERMINISTIC=1  only algorithms cuDNN marks deterministic
@@ -253,11 +255,14 @@ typedef struct {
 } conv_key;
 
 /* One direction's choice: the algorithm, the math type it runs with and
- * its workspace; direct = 1 when cuDNN offered nothing usable. */
+ * its workspace; direct = 1 when cuDNN offered nothing usable; refused:
+ * the algorithms (bit = algorithm number) that cuDNN listed and then
+ * failed to run, never picked again for this key. */
 typedef struct {
 	int found, direct, algo;
 	cudnnMathType_t math;
 	size_t ws;
+	unsigned refused;
 } conv_plan;
 
 typedef struct {
@@ -460,17 +465,20 @@ static size_t workspace_limit(mfr_gpu *g)
 	return lim;
 }
 
+static int refused(unsigned mask, int algo) { return algo >= 0 && algo < 32 && (mask >> algo & 1u); }
+
 /* Picks from c (n, best first) the first usable algorithm: it succeeded,
- * fits the workspace limit, converts no fp32 data to fp16, and is
- * deterministic when k->det. In backward, a deterministic algorithm within
- * 10% of the fastest goes first. Fills p; 0 when none is usable. */
+ * is not in p->refused, fits the workspace limit, converts no fp32 data to
+ * fp16, and is deterministic when k->det. In backward, a deterministic
+ * algorithm within 10% of the fastest goes first. Fills p's algorithm,
+ * math and workspace; 0 when none is usable. */
 static int pick(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, cand *c, int n, size_t limit,
 		conv_plan *p)
 {
 	int order[MAX_ALGOS], m = 0;
 	for (int i = 0; i < n; i++)
 		if (c[i].status == CUDNN_STATUS_SUCCESS && c[i].math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION &&
-		    c[i].memory <= limit && (!k->det || c[i].det == CUDNN_DETERMINISTIC))
+		    c[i].memory <= limit && (!k->det || c[i].det == CUDNN_DETERMINISTIC) && !refused(p->refused, c[i].algo))
 			order[m++] = i;
 	if (dir != FWD && m > 1 && c[order[0]].det != CUDNN_DETERMINISTIC && c[order[0]].time > 0)
 		for (int j = 1; j < m; j++)
@@ -532,13 +540,14 @@ static void plan_log(const conv_key *k, int dir, const conv_plan *p, const cand 
 	fputc('\n', stderr);
 }
 
-/* The plan for dir: from the cache, or measured now (once per key). */
-static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, conv_plan *p, mfr_error *e)
+/* Makes (measures) and caches the plan for dir, never picking an
+ * algorithm in the mask refused. */
+static int plan_make(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, unsigned refused, conv_plan *p,
+		     mfr_error *e)
 {
 	cand c[MAX_ALGOS];
-	if (plan_get(k, dir, p))
-		return 0;
 	memset(p, 0, sizeof *p);
+	p->refused = refused;
 	size_t limit = workspace_limit(g);
 	MFR_CUDNN_CHECK(e, cudnnSetConvolutionMathType(d->c, base_math(k)));
 	/* deterministic mode asks the heuristics, a pure function of the
@@ -561,31 +570,50 @@ static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, 
 	return 0;
 }
 
+/* The plan for dir: from the cache, or measured now (once per key). */
+static int plan_for(mfr_gpu *g, const conv_desc *d, const conv_key *k, int dir, conv_plan *p, mfr_error *e)
+{
+	return plan_get(k, dir, p) ? 0 : plan_make(g, d, k, dir, 0, p, e);
+}
+
 /* Runs dir on cuDNN with plan p: FWD dst (out) = conv(a = in, b = wc);
  * BWD_DATA dst (din) += (acc) or = from a = dout, b = wc; BWD_FILTER dst
  * (dwc) = from a = dout, b = in. Scaling factors are float for every data
- * type but double. */
+ * type but double. 0 done; 1 when the algorithm could not run (cuDNN
+ * refused the call, or its workspace could not be had; why says which)
+ * while the device is sound, so another algorithm may; -1 on error. */
 static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, int acc, const conv_plan *p, void *dst, const void *a,
-		     const void *b, mfr_error *e)
+		     const void *b, char why[96], mfr_error *e)
 {
 	const float one = 1.f, zero = 0.f;
 	void *ws = NULL;
 	MFR_CUDNN_CHECK(e, cudnnSetConvolutionMathType(d->c, p->math));
-	if (p->ws > 0 && !(ws = mfr_gpu_scratch(g, p->ws, e)))
-		return -1;
+	if (p->ws > 0) {
+		mfr_error se = {{0}};
+		if (!(ws = mfr_gpu_scratch(g, p->ws, &se))) {
+			snprintf(why, 96, "no %zu bytes of workspace", p->ws);
+			return cudaPeekAtLastError() == cudaSuccess ? 1 : mfr_fail(e, "%s", se.msg);
+		}
+	}
+	cudnnStatus_t st;
 	if (dir == FWD)
-		MFR_CUDNN_CHECK(e, cudnnConvolutionForward(g->dnn, &one, d->x, a, d->w, b, d->c,
-							   (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->ws, &zero, d->y,
-							   dst));
+		st = cudnnConvolutionForward(g->dnn, &one, d->x, a, d->w, b, d->c, (cudnnConvolutionFwdAlgo_t)p->algo, ws,
+					     p->ws, &zero, d->y, dst);
 	else if (dir == BWD_DATA) /* beta 1: din +=, beta 0: din = */
-		MFR_CUDNN_CHECK(e, cudnnConvolutionBackwardData(g->dnn, &one, d->w, b, d->y, a, d->c,
-								(cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->ws,
-								acc ? &one : &zero, d->x, dst));
+		st = cudnnConvolutionBackwardData(g->dnn, &one, d->w, b, d->y, a, d->c,
+						  (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->ws, acc ? &one : &zero,
+						  d->x, dst);
 	else /* beta 0: dwc = */
-		MFR_CUDNN_CHECK(e, cudnnConvolutionBackwardFilter(g->dnn, &one, d->x, b, d->y, a, d->c,
-								  (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->ws,
-								  &zero, d->w, dst));
-	return 0;
+		st = cudnnConvolutionBackwardFilter(g->dnn, &one, d->x, b, d->y, a, d->c,
+						    (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->ws, &zero, d->w, dst);
+	if (st == CUDNN_STATUS_SUCCESS)
+		return 0;
+	cudaError_t ce = cudaPeekAtLastError();
+	if (ce != cudaSuccess) /* the device itself failed: no algorithm will do */
+		return mfr_fail(e, "cuDNN: convolution algorithm %d: %s, after CUDA: %s", p->algo, cudnnGetErrorString(st),
+				cudaGetErrorString(ce));
+	snprintf(why, 96, "%s", cudnnGetErrorString(st));
+	return 1;
 }
 
 /* dir on cuDNN (arguments as run_cudnn): 0 done, 1 when the direct kernels
@@ -603,8 +631,23 @@ static int conv_cudnn(mfr_gpu *g, int dir, int acc, void *dst, const void *a, co
 	int rc = desc_make(&d, s, t, e);
 	if (rc == 0)
 		rc = plan_for(g, &d, &k, dir, &p, e);
-	if (rc == 0)
-		rc = p.direct ? 1 : run_cudnn(g, &d, dir, acc, &p, dst, a, b, e);
+	/* an algorithm cuDNN listed (heuristics are predictions) and then
+	 * would not run: planned again without it, down to the direct kernels */
+	char why[96];
+	while (rc == 0 && !p.direct && (rc = run_cudnn(g, &d, dir, acc, &p, dst, a, b, why, e)) == 1) {
+		static const char *const dirs[3] = {"forward", "backward data", "backward filter"};
+		int algo = p.algo;
+		rc = plan_make(g, &d, &k, dir, p.refused | (algo >= 0 && algo < 32 ? 1u << algo : ~0u), &p, e);
+		char now[40] = "the direct kernels (slow)";
+		if (!p.direct)
+			snprintf(now, sizeof now, "algorithm %d", p.algo);
+		if (rc == 0)
+			fprintf(stderr, "mfr: conv n%d %dx%dx%d -> %d k%dx%d s%dx%d g%d %s %s: cuDNN algorithm %d failed to run "
+				"(%s); now %s\n", s->n, s->ci, s->h, s->w, s->co, s->kh, s->kw, s->sh, s->sw, s->groups,
+				mfr_dtype_name(t), dirs[dir], algo, why, now);
+	}
+	if (rc == 0 && p.direct)
+		rc = 1;
 	desc_free(&d);
 	return rc;
 }

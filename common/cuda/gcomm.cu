@@ -71,6 +71,11 @@ extern "C" mfr_gcomm *mfr_gcomm_new(mfr_comm *c, mfr_gpu *g, mfr_error *e)
 	if (w == gc->size) {
 		mfr_error ne = {{0}};
 		int rc = nccl_init(gc, &ne);
+		/* said at once: a rank that fails inside ncclCommInitRank
+		 * leaves the others waiting there, not at the agreement below */
+		if (rc < 0)
+			fprintf(stderr, "mfr: rank %d: NCCL failed: %s; falling back to host staging if every rank agrees\n",
+				gc->rank, ne.msg);
 		int32_t okc = rc == 0;
 		mfr_comm_allreduce(c, &okc, 1, MFR_I32, MFR_SUM);
 		if (okc == gc->size) {
@@ -80,8 +85,8 @@ extern "C" mfr_gcomm *mfr_gcomm_new(mfr_comm *c, mfr_gpu *g, mfr_error *e)
 				 gc->size);
 			return gc;
 		}
-		if (gc->nccl)
-			ncclCommDestroy(gc->nccl);
+		if (gc->nccl) /* its peers may never finish: abort, not destroy (which waits for them) */
+			ncclCommAbort(gc->nccl);
 		gc->nccl = NULL;
 		snprintf(why, sizeof why, "NCCL failed: %.200s", rc < 0 ? ne.msg : "on another rank");
 	}

@@ -3,9 +3,14 @@
  * and the one row-major GEMM over cuBLAS. */
 #include "gpu_impl.h" /* defines: struct mfr_gpu, check macros */
 
+#include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define MFR_STR_(x) #x
+#define MFR_STR(x) MFR_STR_(x)
+#define CUDNN_BUILT MFR_STR(CUDNN_MAJOR) "." MFR_STR(CUDNN_MINOR) "." MFR_STR(CUDNN_PATCHLEVEL)
 
 extern "C" {
 
@@ -24,6 +29,41 @@ int mfr_gpu_count(char *why, size_t len)
 	if (why && len)
 		why[0] = 0;
 	return n;
+}
+
+/* "13.0" from 13000 (CUDA's and NCCL 2.x's encodings differ: see below). */
+static void version_str(char *b, size_t n, int v, int nccl)
+{
+	if (nccl) /* NCCL >= 2.9: major * 10000 + minor * 100 + patch */
+		snprintf(b, n, "%d.%d.%d", v / 10000, v / 100 % 100, v % 100);
+	else
+		snprintf(b, n, "%d.%d", v / 1000, v / 10 % 100);
+}
+
+void mfr_gpu_versions(char *buf, size_t len)
+{
+	int drv = 0, rt = 0, nv = 0, bl[3] = {0, 0, 0};
+	char d[16] = "?", r[16] = "?", n[16] = "?", nb[16];
+	if (cudaDriverGetVersion(&drv) == cudaSuccess)
+		snprintf(d, sizeof d, "none"); /* 0: no driver */
+	if (drv > 0)
+		version_str(d, sizeof d, drv, 0);
+	if (cudaRuntimeGetVersion(&rt) == cudaSuccess)
+		version_str(r, sizeof r, rt, 0);
+	cudaGetLastError();
+	if (ncclGetVersion(&nv) == ncclSuccess)
+		version_str(n, sizeof n, nv, 1);
+	version_str(nb, sizeof nb, NCCL_VERSION_CODE, 1);
+	cublasGetProperty(MAJOR_VERSION, &bl[0]);
+	cublasGetProperty(MINOR_VERSION, &bl[1]);
+	cublasGetProperty(PATCH_LEVEL, &bl[2]);
+	/* cuDNN 9: major * 10000 + minor * 100 + patch */
+	size_t dv = cudnnGetVersion();
+	int dmaj = (int)(dv / 10000), dmin = (int)(dv / 100 % 100), dpat = (int)(dv % 100);
+	snprintf(buf, len, "driver %s, runtime %s, cuDNN %d.%d.%d%s, cuBLAS %d.%d.%d, NCCL %s%s%s%s", d, r, dmaj, dmin,
+		 dpat, dv == CUDNN_VERSION ? "" : " (built with " CUDNN_BUILT ")", bl[0], bl[1], bl[2], n,
+		 nv == NCCL_VERSION_CODE ? "" : " (built with ", nv == NCCL_VERSION_CODE ? "" : nb,
+		 nv == NCCL_VERSION_CODE ? "" : ")");
 }
 
 static int open_fail(mfr_gpu *g, mfr_error *e)

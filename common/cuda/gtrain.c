@@ -74,7 +74,9 @@ double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_
 
 /* Cuts the gradient block into buckets of about c.bucket_bytes at layer
  * boundaries, from its end (what backward finishes first): the bucket of
- * layers i..j is complete once backward has passed layer i. */
+ * layers i..j is complete once backward has passed layer i. A cut is
+ * rounded up to 4 values (16 bytes, NCCL's aligned path): the few values of
+ * layer i below it go with the next bucket, sent later. */
 static int make_buckets(mfr_gtrain *t, mfr_error *e)
 {
 	const mfr_arch *a = t->a;
@@ -91,15 +93,15 @@ static int make_buckets(mfr_gtrain *t, mfr_error *e)
 		for (int k = 0; k < a->layers[i].n_tensors; k++)
 			off += (size_t)a->tensors[a->layers[i].first_tensor + k].count;
 	}
-	for (int i = a->n_layers - 1; i >= 1 && hi > 0; i--)
-		if (hi - first[i] >= want || i == 1) {
-			if (hi > first[i]) {
-				t->bk_lo[t->nbk] = i == 1 ? 0 : first[i];
-				t->bk_hi[t->nbk] = hi;
-				t->bk_layer[t->nbk++] = i;
-			}
-			hi = first[i];
+	for (int i = a->n_layers - 1; i >= 1 && hi > 0; i--) {
+		size_t cut = i == 1 ? 0 : (first[i] + 3) & ~(size_t)3;
+		if (hi > cut && (hi - cut >= want || i == 1)) {
+			t->bk_lo[t->nbk] = cut;
+			t->bk_hi[t->nbk] = hi;
+			t->bk_layer[t->nbk++] = i;
+			hi = cut;
 		}
+	}
 	free(first);
 	return 0;
 }

@@ -156,6 +156,15 @@ cublasStatus_t cublasGetVersion(cublasHandle_t h, int *v)
 	return CUBLAS_STATUS_SUCCESS;
 }
 
+/* cuBLAS 13.0.0, as cublasGetVersion says */
+cublasStatus_t cublasGetProperty(libraryPropertyType type, int *value)
+{
+	if (!value || type < MAJOR_VERSION || type > PATCH_LEVEL)
+		return CUBLAS_STATUS_INVALID_VALUE;
+	*value = type == MAJOR_VERSION ? 13 : 0;
+	return CUBLAS_STATUS_SUCCESS;
+}
+
 const char *cublasGetStatusName(cublasStatus_t s)
 {
 	switch (s) {

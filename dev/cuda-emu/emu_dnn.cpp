@@ -17,6 +17,7 @@
 #include "cudnn.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 #define MAGIC 0xd00dd00du
@@ -292,6 +293,27 @@ int overlaps(const void *a, size_t na, const void *b, size_t nb)
 	return (const char *)a < (const char *)b + nb && (const char *)b < (const char *)a + na;
 }
 
+/* EMU_DNN_REFUSE=DIR:ALGO[,DIR:ALGO...] (DIR fwd, data or filter): those
+ * algorithms are listed as usable but their convolution calls return
+ * NOT_SUPPORTED after every other check, as a real cuDNN may do with an
+ * algorithm its heuristics offered. Read at each call. */
+int refused_at_run(int dir, int algo)
+{
+	static const char *const names[3] = {"fwd", "data", "filter"};
+	const char *v = getenv("EMU_DNN_REFUSE");
+	char want[32];
+	snprintf(want, sizeof want, "%s:%d", names[dir], algo);
+	size_t n = strlen(want);
+	for (const char *p = v; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == n && !strncmp(p, want, n))
+			return 1;
+		p = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
 /* Everything a convolution call checks before computing. */
 cudnnStatus_t call_checks(cudnnHandle_t h, int dir, const Geo *g, int algo, void *ws, size_t ws_bytes,
 			  const void *alpha, const void *beta, const void *x, const void *w, const void *y,
@@ -331,6 +353,10 @@ cudnnStatus_t call_checks(cudnnHandle_t h, int dir, const Geo *g, int algo, void
 			emu_fatal("%s: the workspace (%p, %zu bytes) is not device memory", fn, ws, need);
 		if (overlaps(ws, need, out, nout) || overlaps(ws, need, in1, n1) || overlaps(ws, need, in2, n2))
 			emu_fatal("%s: the workspace overlaps an operand", fn);
+	}
+	if (refused_at_run(dir, algo)) {
+		emu_note("%s: algorithm %d refused at run time (EMU_DNN_REFUSE)", fn, algo);
+		return CUDNN_STATUS_NOT_SUPPORTED;
 	}
 	return CUDNN_STATUS_SUCCESS;
 }

@@ -67,10 +67,15 @@ missing=0
 {
 	nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 	echo "python: $PY; cuda libraries: ${NV:-none found}"
-	for b in $P/bin/mfr-train $P/tests/test_gpu_conv $P/tests/test_gpu_pfc; do
-		ldd $b | grep 'not found' | sed "s|^|$b: |"
+	# the binaries, and the libraries cuDNN and cuBLAS load at run time
+	# (cuDNN 9's engines: a missing one shows only as fewer algorithms)
+	for b in $P/bin/mfr-train $P/tests/test_gpu_conv $P/tests/test_gpu_pfc \
+		$(echo "$NV" | tr ':' '\n' | while read -r d; do ls "$d"/libcudnn*.so.* "$d"/libcublas*.so.* 2>/dev/null; done); do
+		ldd "$b" | grep 'not found' | sed "s|^|$b: |"
 	done
-	echo "gpucount: $($P/ttools/gpucount 2>&1)"
+	v=$($P/ttools/gpucount --versions 2>&1)
+	echo "gpucount: $(echo "$v" | head -n 1)"
+	echo "libraries: $(echo "$v" | sed -n 2p)"
 } >"$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 grep -q 'not found' "$OUT/machine.txt" && missing=1
