@@ -25,7 +25,7 @@ static const mfr_option opts[] = {
 	{"threads", 'j', "N", "compute threads per rank, 0 = all cores (default 0)"},
 	{"device", O_DEVICE, "DEV", "cpu, cuda (each rank the GPU of its local rank), cuda:N, or auto: GPUs when every rank has one (default: $MFR_DEVICE, else auto)"},
 	{"dtype", O_DTYPE, "T", "GPU backbone arithmetic: fp16 with dynamic loss scaling (default), bf16 or fp32; the classifier is fp32"},
-	{"tf32", O_TF32, NULL, "GPU fp32: let GEMMs and convolutions use TF32 tensor cores"},
+	{"tf32", O_TF32, NULL, "GPU: fp32 GEMMs (the classifier's, whatever --dtype) and fp32 convolutions on TF32 tensor cores"},
 	{"loss-scale", O_LOSS_SCALE, "S", "GPU fp16: the first loss scale (default 65536, halved on overflow, doubled after 2000 clean steps)"},
 	{"bucket-mb", O_BUCKET, "MB", "GPU ranks: gradient all-reduce buckets sent during backward, in MiB (default 25)"},
 	{"margin", O_MARGIN, "KIND", "cosface (m3 = 0.4, default), arcface (m2 = 0.5) or combined (set --m1 --m2 --m3)"},

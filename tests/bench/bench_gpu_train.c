@@ -8,8 +8,10 @@
  * the upload is counted against mfr).
  *
  *   bench_gpu_train [--arch A] [--batch N] [--classes C] [--rate R] [--dtype T]
- *                   [--steps S] [--warmup W] [--max-classes] [--profile]
+ *                   [--tf32] [--steps S] [--warmup W] [--max-classes] [--profile]
  *
+ * --tf32 as mfr-train's: fp32 GEMMs (the classifier's, whatever --dtype)
+ * and fp32 convolutions on TF32 tensor cores (torch_ref.py --tf32 on).
  * Prints one line: "mfr arch=r50 batch=128 dtype=fp16 classes=100000 rate=1
  * img_s=... step_ms=... peak_gib=... loss=...". --max-classes instead finds
  * the largest class count whose step fits at --rate (default 0.1 there): the
@@ -38,7 +40,7 @@
 #ifdef MFR_HAVE_CUDA
 typedef struct {
 	const char *arch;
-	int batch, steps, warmup, profile;
+	int batch, steps, warmup, profile, tf32;
 	int64_t classes;
 	double rate;
 	mfr_dtype t;
@@ -56,7 +58,7 @@ static int run(const opts *o, mfr_comm *comm, double *ips, double *peak, double 
 	d = os->c * os->h * os->w;
 	mfr_gtrain_config c = {.device = 0, .dtype = o->t, .batch = o->batch, .classes = o->classes,
 			       .sample_rate = o->rate, .sparse_momentum = 1, .margin = {64, 1, 0, 0.4},
-			       .momentum = 0.9, .wd = 5e-4, .fc_wd = 5e-4, .raw = 1};
+			       .momentum = 0.9, .wd = 5e-4, .fc_wd = 5e-4, .raw = 1, .tf32 = o->tf32};
 	mfr_input_spec_insightface(&c.input);
 	mfr_net *host = mfr_net_new(a, 1, 0, e);
 	mfr_gtrain *t = host ? mfr_gtrain_new(&c, comm, a, d, e) : NULL;
@@ -140,6 +142,8 @@ int main(int argc, char **argv)
 			maxc = 1;
 		else if (!strcmp(argv[i], "--profile"))
 			o.profile = 1;
+		else if (!strcmp(argv[i], "--tf32"))
+			o.tf32 = 1;
 		else {
 			fprintf(stderr, "bench_gpu_train: unknown option '%s'\n", argv[i]);
 			return 2;
@@ -207,8 +211,9 @@ int main(int argc, char **argv)
 		mfr_comm_finish(comm);
 		return 1;
 	}
-	printf("mfr arch=%s batch=%d dtype=%s classes=%lld rate=%g img_s=%.1f step_ms=%.2f peak_gib=%.2f loss=%.4f\n", o.arch,
-	       o.batch, mfr_dtype_name(o.t), (long long)o.classes, o.rate, ips, 1000.0 * o.batch / ips, peak / GIB, loss);
+	printf("mfr arch=%s batch=%d dtype=%s%s classes=%lld rate=%g img_s=%.1f step_ms=%.2f peak_gib=%.2f loss=%.4f\n",
+	       o.arch, o.batch, mfr_dtype_name(o.t), o.tf32 ? " tf32=on" : "", (long long)o.classes, o.rate, ips,
+	       1000.0 * o.batch / ips, peak / GIB, loss);
 	mfr_comm_finish(comm);
 #else
 	(void)argc, (void)argv;

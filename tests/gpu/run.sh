@@ -20,8 +20,9 @@
 # STAGE=tests (steps 1-3), STAGE=bench (1 and 4) or all (default); QUICK=1:
 # the first benchmark row only; GRID=1: all 24 rows of the grid (r50
 # and r100, batch 128 and 256, fp16 and bf16, 100k classes and 2M at Partial
-# FC 0.1 and 1; about 15 minutes: over one call's budget, the rows that do
-# not fit say so) instead of the 7 that fit one call; BUDGET: seconds this call may use (default
+# FC 0.1 and 1), and r50 b128 fp16 2M at 1 with the classifier's GEMMs on
+# TF32 on both sides (about 15 minutes: over one call's budget, the rows
+# that do not fit say so) instead of the 7 that fit one call; BUDGET: seconds this call may use (default
 # 540, under the device tool's 600 per command): a step that would not fit
 # what is left is skipped and says so.
 #
@@ -136,9 +137,11 @@ if [ "$STAGE" != tests ]; then
 				CONFIGS+=("--arch $arch --batch $b --dtype $t --classes $cr")
 			done
 		done; done; done
+		# the classifier's GEMMs on TF32 on both sides (PyTorch: matmul TF32)
+		CONFIGS+=("--arch r50 --batch 128 --dtype fp16 --classes 2000000 --rate 1 --tf32")
 	fi
 	for cfg in "${CONFIGS[@]}"; do
-		name=$(echo "$cfg" | sed 's/--arch //; s/--batch /b/; s/--dtype //; s/--classes /C=/; s/--rate /r=/')
+		name=$(echo "$cfg" | sed 's/--arch //; s/--batch /b/; s/--dtype //; s/--classes /C=/; s/--rate /r=/; s/--tf32/tf32/')
 		if [ "$(left)" -lt 100 ]; then
 			row "$name" "not run: out of time"
 			continue
@@ -146,7 +149,7 @@ if [ "$STAGE" != tests ]; then
 		arch=$(echo "$cfg" | awk '{print $2}')
 		arch_file "$arch"
 		m=$(timeout 90 $P/bench/bench_gpu_train $cfg --steps 20 --warmup 5 2>>"$TMP/bench.err" | tail -n 1)
-		tcfg=$(echo "$cfg" | sed "s|--arch $arch|--arch $TMP/$arch.arch|; s|--rate|--sample-rate|")
+		tcfg=$(echo "$cfg" | sed "s|--arch $arch|--arch $TMP/$arch.arch|; s|--rate|--sample-rate|; s|--tf32|--tf32 on|")
 		t=$(timeout 90 $PY tests/gpu/torch_ref.py $tcfg --fc-momentum sparse --dropout 0 --steps 20 --warmup 5 \
 			2>>"$TMP/bench.err" | tail -n 1)
 		printf '%s\n%s\n' "$m" "$t" >>"$OUT/bench.log"
