@@ -592,7 +592,7 @@ static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, int acc, const con
 		mfr_error se = {{0}};
 		if (!(ws = mfr_gpu_scratch(g, p->ws, &se))) {
 			snprintf(why, 96, "no %zu bytes of workspace", p->ws);
-			return cudaPeekAtLastError() == cudaSuccess ? 1 : mfr_fail(e, "%s", se.msg);
+			return 1; /* the failed allocation cleared its error */
 		}
 	}
 	cudnnStatus_t st;
@@ -608,8 +608,12 @@ static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, int acc, const con
 						    (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->ws, &zero, d->w, dst);
 	if (st == CUDNN_STATUS_SUCCESS)
 		return 0;
-	cudaError_t ce = cudaPeekAtLastError();
-	if (ce != cudaSuccess) /* the device itself failed: no algorithm will do */
+	/* a launch error cuDNN left behind is part of its refusal (the
+	 * launchers here take theirs at once: mfr_gpu_launched); a fault of
+	 * the device is sticky and the stream reports it */
+	cudaGetLastError();
+	cudaError_t ce = cudaStreamQuery(g->stream);
+	if (ce != cudaSuccess && ce != cudaErrorNotReady) /* no algorithm will do */
 		return mfr_fail(e, "cuDNN: convolution algorithm %d: %s, after CUDA: %s", p->algo, cudnnGetErrorString(st),
 				cudaGetErrorString(ce));
 	snprintf(why, 96, "%s", cudnnGetErrorString(st));
