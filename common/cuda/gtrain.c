@@ -56,7 +56,7 @@ struct mfr_gtrain {
 	int *bk_layer;       /* ... complete once backward has passed this layer */
 	double scale;
 	int clean;
-	char desc[512];
+	char desc[1024];
 };
 
 double mfr_gtrain_bytes(const mfr_arch *a, int d, int batch, mfr_dtype t, int64_t classes, double rate, int k, int raw)
@@ -202,9 +202,12 @@ mfr_gtrain *mfr_gtrain_new(const mfr_gtrain_config *c, mfr_comm *comm, const mfr
 	char bk[96] = "";
 	if (t->nbk)
 		snprintf(bk, sizeof bk, ", gradients all-reduced in %d bucket%s during backward", t->nbk, t->nbk > 1 ? "s" : "");
-	snprintf(t->desc, sizeof t->desc, "GPU %d %s, backbone %s%s, classifier fp32, %s%s", c->device, mfr_gpu_name(t->g),
-		 mfr_dtype_name(c->dtype), c->dtype == MFR_F16 ? " with dynamic loss scaling" : c->tf32 ? " (TF32)" : "",
-		 mfr_gcomm_describe(t->gc), bk);
+	char ver[256];
+	mfr_gpu_versions(ver, sizeof ver);
+	snprintf(t->desc, sizeof t->desc, "GPU %d %s (%s), backbone %s%s, classifier fp32%s, %s%s", c->device,
+		 mfr_gpu_name(t->g), ver, mfr_dtype_name(c->dtype),
+		 c->dtype == MFR_F16 ? " with dynamic loss scaling" : c->dtype == MFR_F32 && c->tf32 ? " (TF32)" : "",
+		 c->tf32 ? " (TF32 GEMMs)" : "", mfr_gcomm_describe(t->gc), bk);
 	return t;
 fail:
 	mfr_gtrain_free(t);
