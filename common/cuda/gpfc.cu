@@ -10,8 +10,11 @@
  *   expsum_k      row sums of exp(logit - max) -> all-reduce
  *   rowloss_k     per row -log p(target), target cosine the largest
  *   grad_k        z = dLoss/dcos in place (the exponentials recomputed)
- *   GEMMs         dfn = z wn, grad = z^T fn; dfn -> all-reduce
- *   normb_k       both gradients back through the normalisations
+ *   GEMMs         dfn = z wn, then grad = z^T fn over wn (one buffer: the
+ *                 sampled rows' gradient takes the place of their
+ *                 normalised copy, which is not read again); dfn -> all-reduce
+ *   normb_k       both gradients back through the normalisations (the unit
+ *                 rows recomputed from w and their norms, kept in double)
  * The normalisations take a warp per row, in a grid-stride loop over rows;
  * element-wise kernels are grid-stride loops over elements. The three passes over the logits take
  * a block per (row, chunk of SM_COLS columns), so a few rows of millions of
@@ -45,7 +48,7 @@
 static size_t chunks_of(int64_t cols) { return cols > SM_COLS ? (size_t)((cols + SM_COLS - 1) / SM_COLS) : 1; }
 
 /* The device buffers, each one mfr_gpu_alloc, in this order. */
-enum { B_W, B_MOM, B_COL, B_SAMPLED, B_WN, B_GRAD, B_WNORM, B_Z, B_FN, B_DFN, B_FNORM, B_TCOL, B_RED, B_SUM,
+enum { B_W, B_MOM, B_COL, B_SAMPLED, B_WN, B_WNORM, B_Z, B_FN, B_DFN, B_FNORM, B_TCOL, B_RED, B_SUM,
        B_TLOG, B_TDT, B_TCOS, B_ROWL, B_TOT, B_POS, B_LAB, B_SEL, B_OFF, B_PART, NBUF };
 
 /* The sampler (see sample below): 256-way radix selection, tiles of
@@ -73,11 +76,12 @@ struct mfr_gpfc {
 	float *w, *mom;     /* nl x d */
 	int32_t *col;       /* nl: during a dense step a sampled row's column, else -1 */
 	int64_t *sampled;   /* cap: the last sample's local indices, ascending */
-	float *wn, *grad;   /* cap x d: normalised sampled rows; dLoss/d(sampled rows) */
-	float *wnorm;       /* cap: their norms */
+	float *wn, *grad;   /* cap x d, one buffer: the normalised sampled rows until the
+			     * backward's second GEMM, then dLoss/d(sampled rows) */
+	double *wnorm;      /* cap: their norms */
 	float *z;           /* max_batch x cap: cosines, then dLoss/dcos */
 	float *fn, *dfn;    /* max_batch x d: normalised features; their gradient */
-	float *fnorm;       /* max_batch */
+	double *fnorm;      /* max_batch */
 	int32_t *tcol;      /* max_batch: target column on this rank, or -1 */
 	uint8_t *pos;       /* nl: 1 for the batch's classes during a sample, else 0 */
 	int64_t *lab;       /* 2 x max_batch: rows' local labels (-1: another rank's), then the positives */
@@ -115,11 +119,11 @@ static void layout(int64_t nl, int64_t cap, int d, int B, size_t bytes[NBUF])
 	bytes[B_W] = bytes[B_MOM] = L * D * sizeof(float);
 	bytes[B_COL] = L * sizeof(int32_t);
 	bytes[B_SAMPLED] = C * sizeof(int64_t);
-	bytes[B_WN] = bytes[B_GRAD] = C * D * sizeof(float);
-	bytes[B_WNORM] = C * sizeof(float);
+	bytes[B_WN] = C * D * sizeof(float);
+	bytes[B_WNORM] = C * sizeof(double);
 	bytes[B_Z] = R * C * sizeof(float);
 	bytes[B_FN] = bytes[B_DFN] = R * D * sizeof(float);
-	bytes[B_FNORM] = R * sizeof(float);
+	bytes[B_FNORM] = R * sizeof(double);
 	bytes[B_TCOL] = R * sizeof(int32_t);
 	bytes[B_RED] = 2 * R * sizeof(float);
 	bytes[B_SUM] = R * sizeof(float);
@@ -402,12 +406,16 @@ static unsigned warp_rows_grid(size_t rows)
 }
 
 /* Row r of y (rows x d) = row idx[r] of x (idx NULL: row r) over its L2
- * norm, the norm (floored at NORM_EPS) into nrm[r]: pfc.c's normalize_rows
- * in its own double arithmetic (the squares of floats are exact in double),
- * so the unit rows match the CPU's to the last bit but for ties. A warp
- * per row (WARP_ROWS): millions of sampled rows of 512 values each keep
- * the device busy without a block's synchronisations per row. */
-__global__ static void norm_rows_k(float *y, float *nrm, const float *x, const int64_t *idx, size_t rows, int d)
+ * norm, the norm (floored at NORM_EPS) into nrm[r] in double (pfc.c keeps
+ * it as a float: normb_k rounds it so): pfc.c's normalize_rows in its own
+ * double arithmetic (the squares of floats are exact in double), so the
+ * unit rows match the CPU's to the last bit but for ties, and unit_el gives
+ * them again from x and nrm. A warp per row (WARP_ROWS): millions of
+ * sampled rows of 512 values each keep the device busy without a block's
+ * synchronisations per row. */
+__device__ static inline float unit_el(float x, double nr) { return (float)((double)x / nr); }
+
+__global__ static void norm_rows_k(float *y, double *nrm, const float *x, const int64_t *idx, size_t rows, int d)
 {
 	int lane = threadIdx.x & 31;
 	WARP_ROWS(r, rows) {
@@ -420,9 +428,9 @@ __global__ static void norm_rows_k(float *y, float *nrm, const float *x, const i
 		if (nr < NORM_EPS)
 			nr = NORM_EPS;
 		for (int k = lane; k < d; k += 32)
-			y[r * (size_t)d + k] = (float)((double)xr[k] / nr);
+			y[r * (size_t)d + k] = unit_el(xr[k], nr);
 		if (lane == 0)
-			nrm[r] = (float)nr;
+			nrm[r] = nr;
 	}
 }
 
@@ -617,21 +625,25 @@ __global__ static void tot_k(double *tot, const double *rowl, int n)
 }
 
 /* Back through y = x / |x| per row: dx = (dy - y (y . dy)) / |x|, in double
- * as pfc.c's normalize_backward. dx may be dy (each lane rewrites only the
- * elements it read, after its warp's dot product is complete). A warp per
- * row. */
-__global__ static void normb_k(float *dx, const float *dy, const float *y, const float *nrm, size_t rows, int d)
+ * as pfc.c's normalize_backward (which divides by the norm as a float). y
+ * is the unit rows, or, NULL, made again from row idx[r] of x and nrm as
+ * norm_rows_k made them (the same bits). dx may be dy (each lane rewrites
+ * only the elements it read, after its warp's dot product is complete). A
+ * warp per row. */
+__global__ static void normb_k(float *dx, const float *dy, const float *y, const float *x, const int64_t *idx,
+			       const double *nrm, size_t rows, int d)
 {
 	int lane = threadIdx.x & 31;
 	WARP_ROWS(r, rows) {
 		size_t o = r * (size_t)d;
-		double dot = 0;
+		const float *xr = y ? NULL : x + (size_t)idx[r] * (size_t)d;
+		double nr = nrm[r], dot = 0;
 		for (int k = lane; k < d; k += 32)
-			dot += (double)y[o + k] * (double)dy[o + k];
+			dot += (double)(y ? y[o + k] : unit_el(xr[k], nr)) * (double)dy[o + k];
 		dot = warp_sum_d(dot);
-		double nr = nrm[r];
+		double nf = (float)nr;
 		for (int k = lane; k < d; k += 32)
-			dx[o + k] = (float)(((double)dy[o + k] - (double)y[o + k] * dot) / nr);
+			dx[o + k] = (float)(((double)dy[o + k] - (double)(y ? y[o + k] : unit_el(xr[k], nr)) * dot) / nf);
 	}
 }
 
@@ -740,13 +752,12 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	p->mom = (float *)p->buf[B_MOM];
 	p->col = (int32_t *)p->buf[B_COL];
 	p->sampled = (int64_t *)p->buf[B_SAMPLED];
-	p->wn = (float *)p->buf[B_WN];
-	p->grad = (float *)p->buf[B_GRAD];
-	p->wnorm = (float *)p->buf[B_WNORM];
+	p->wn = p->grad = (float *)p->buf[B_WN];
+	p->wnorm = (double *)p->buf[B_WNORM];
 	p->z = (float *)p->buf[B_Z];
 	p->fn = (float *)p->buf[B_FN];
 	p->dfn = (float *)p->buf[B_DFN];
-	p->fnorm = (float *)p->buf[B_FNORM];
+	p->fnorm = (double *)p->buf[B_FNORM];
 	p->tcol = (int32_t *)p->buf[B_TCOL];
 	p->red = (float *)p->buf[B_RED];
 	p->sum = (float *)p->buf[B_SUM];
@@ -776,7 +787,7 @@ mfr_gpfc *mfr_gpfc_new(mfr_gpu *g, int64_t classes, int d, double rate, int max_
 	 * before any forward_backward moves nothing but decay), no positives
 	 * flagged, col all -1 */
 	if (mfr_gpu_zero(g, p->w, bytes[B_W], e) < 0 || mfr_gpu_zero(g, p->mom, bytes[B_MOM], e) < 0 ||
-	    mfr_gpu_zero(g, p->grad, bytes[B_GRAD], e) < 0 || mfr_gpu_zero(g, p->pos, bytes[B_POS], e) < 0)
+	    mfr_gpu_zero(g, p->grad, bytes[B_WN], e) < 0 || mfr_gpu_zero(g, p->pos, bytes[B_POS], e) < 0)
 		goto fail;
 	fill_i32_k<<<mfr_grid(g, (size_t)p->nl, MFR_THREADS), MFR_THREADS, 0, g->stream>>>(p->col, -1, (size_t)p->nl);
 	mfr_gpu_launched(g, "gpfc fill");
@@ -981,7 +992,8 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 	if (loss && mfr_gpfc_loss(p, loss, acc, e) < 0)
 		return -1;
 
-	/* dfn = dz wn, grad = dz^T fn; nothing sampled here: this rank adds 0 */
+	/* dfn = dz wn, then grad = dz^T fn written over wn (in this order: one
+	 * buffer); nothing sampled here: this rank adds 0 */
 	if (S == 0) {
 		if (mfr_gpu_zero(g, p->dfn, (size_t)n * d * sizeof(float), e) < 0)
 			return -1;
@@ -992,10 +1004,12 @@ int mfr_gpfc_forward_backward(mfr_gpfc *p, mfr_gcomm *c, const float *feat, cons
 		return -1;
 	if (mfr_gcomm_allreduce(c, p->dfn, (size_t)n * d, MFR_F32, MFR_SUM, e) < 0)
 		return -1;
-	normb_k<<<warp_rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, p->fnorm, (size_t)n, d);
+	normb_k<<<warp_rows_grid((size_t)n), MFR_THREADS, 0, st>>>(dfeat, p->dfn, p->fn, NULL, NULL, p->fnorm,
+								    (size_t)n, d);
 	mfr_gpu_launched(g, "gpfc feature gradient");
 	if (S > 0) {
-		normb_k<<<warp_rows_grid(Sz), MFR_THREADS, 0, st>>>(p->grad, p->grad, p->wn, p->wnorm, Sz, d);
+		normb_k<<<warp_rows_grid(Sz), MFR_THREADS, 0, st>>>(p->grad, p->grad, NULL, p->w, p->sampled, p->wnorm,
+								     Sz, d);
 		mfr_gpu_launched(g, "gpfc row gradient");
 	}
 	return mfr_gpu_check(g, "gpfc backward", e);
