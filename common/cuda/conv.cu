@@ -616,6 +616,12 @@ static int run_cudnn(mfr_gpu *g, const conv_desc *d, int dir, int acc, const con
 	if (ce != cudaSuccess && ce != cudaErrorNotReady) /* no algorithm will do */
 		return mfr_fail(e, "cuDNN: convolution algorithm %d: %s, after CUDA: %s", p->algo, cudnnGetErrorString(st),
 				cudaGetErrorString(ce));
+	/* BAD_PARAM and NOT_SUPPORTED (and their sub-codes: the thousands
+	 * digit) are refusals before any work; after another failure part of
+	 * din += may have been added, and a second try would add it twice */
+	int before = (int)st / 1000 * 1000 == CUDNN_STATUS_BAD_PARAM || (int)st / 1000 * 1000 == CUDNN_STATUS_NOT_SUPPORTED;
+	if (!before && dir == BWD_DATA && acc)
+		return mfr_fail(e, "cuDNN: convolution backward data, algorithm %d: %s", p->algo, cudnnGetErrorString(st));
 	snprintf(why, 96, "%s", cudnnGetErrorString(st));
 	return 1;
 }
